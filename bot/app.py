@@ -1,0 +1,227 @@
+"""Build and run Sophia: Bolt app + Socket Mode + store + health endpoint, with clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from bot.commands import register_core_commands
+from bot.core.errors import ConfigError
+from bot.core.orchestrator import CoreConfig, Orchestrator
+from bot.doctor import register_core_checks
+from bot.health import HealthServer
+from bot.metrics import Metrics
+from bot.redact import redact
+from bot.registry import Registry
+from bot.settings import Settings
+from bot.store import Store
+from integrations.llm import LiteLLMModels
+
+log = logging.getLogger("sophia")
+
+TOKEN_HELP = (
+    "Create the Slack app from manifest.yml (https://api.slack.com/apps → Create New App → "
+    "From a manifest), then:\n"
+    "  • SLACK_APP_TOKEN: Basic Information → App-Level Tokens → Generate Token and Scopes, "
+    "with the connections:write scope (starts with xapp-)\n"
+    "  • SLACK_BOT_TOKEN: Install App → Install to Workspace → Bot User OAuth Token "
+    "(starts with xoxb-)\n"
+    "Put both in the environment or in a .env file (see .env.example)."
+)
+
+
+def check_slack_tokens(settings: Settings) -> tuple[str, str]:
+    """The bot and app tokens, or a ConfigError naming what is missing or malformed."""
+    bot = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+    app = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    missing = [n for n, v in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not v]
+    if missing:
+        raise ConfigError(f"Missing {' and '.join(missing)}.\n{TOKEN_HELP}", variable=missing[0])
+    if not bot.startswith("xoxb-"):
+        hint = (
+            " It looks like an app-level token: did you swap the two?"
+            if bot.startswith("xapp-")
+            else ""
+        )
+        raise ConfigError(
+            f"SLACK_BOT_TOKEN must be a bot token starting with xoxb-.{hint}\n{TOKEN_HELP}",
+            variable="SLACK_BOT_TOKEN",
+        )
+    if not app.startswith("xapp-"):
+        hint = (
+            " It looks like a bot token: did you swap the two?" if app.startswith("xoxb-") else ""
+        )
+        raise ConfigError(
+            f"SLACK_APP_TOKEN must be an app-level token starting with xapp-.{hint}\n{TOKEN_HELP}",
+            variable="SLACK_APP_TOKEN",
+        )
+    return bot, app
+
+
+def build_registry() -> Registry:
+    """The registry with every capability this build has."""
+    registry = Registry()
+    register_core_commands(registry)
+    register_core_checks(registry)
+    return registry
+
+
+class DataDirLock:
+    """One process per data dir: the embedded state has a single owner."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "sophia.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or explain which setting lets a second replica run."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"Another Sophia process is already using the data dir {self.path.parent}. "
+                "Give each replica its own SOPHIA_DATA_DIR (replicas share state through "
+                "DATABASE_URL and QDRANT_URL).",
+                variable="SOPHIA_DATA_DIR",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        """Let the next process in."""
+        if self._file:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+@dataclass
+class Sophia:
+    """A running Sophia; `await start()`, then `await stop()` (or `serve()` for both)."""
+
+    settings: Settings
+    registry: Registry = field(default_factory=build_registry)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    app: AsyncApp | None = field(default=None, init=False)
+    socket: AsyncSocketModeHandler | None = field(default=None, init=False)
+    deps: handlers.Deps | None = field(default=None, init=False)
+    health: HealthServer | None = field(default=None, init=False)
+    _session: aiohttp.ClientSession | None = field(default=None, init=False)
+    _lock: DataDirLock | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        """Open state, connect to Slack over Socket Mode, and start the health endpoint."""
+        settings = self.settings
+        bot_token, app_token = check_slack_tokens(settings)
+        redact.add(settings.secrets())
+        self._lock = DataDirLock(settings.data_dir)
+        self._lock.acquire()
+        store = await Store.open(settings.resolved_database_url())
+        # One shared aiohttp session for every Web API call: connection reuse halves
+        # burst latency compared with a session per request.
+        self._session = aiohttp.ClientSession()
+        client = AsyncWebClient(
+            token=bot_token,
+            base_url=settings.slack_api_url,
+            session=self._session,
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=3),  # honours Retry-After
+            ],
+        )
+        auth = await client.auth_test()
+        core = Orchestrator(
+            models=LiteLLMModels(settings),
+            requests=store,
+            config=CoreConfig(
+                history_tokens=settings.history_tokens, log_content=settings.log_content
+            ),
+        )
+        self.deps = handlers.Deps(
+            settings=settings, core=core, store=store, registry=self.registry, metrics=self.metrics,
+            bot_user_id=auth.get("user_id"), bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
+        )  # fmt: skip
+        self.app = AsyncApp(client=client, logger=logging.getLogger("sophia.bolt"))
+        handlers.register(self.app, self.deps)
+        # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
+        socket_client = AsyncWebClient(
+            token=app_token, base_url=settings.slack_api_url, session=self._session
+        )
+        self.socket = AsyncSocketModeHandler(self.app, app_token, web_client=socket_client)
+        await self.socket.connect_async()
+        self.health = HealthServer(
+            port=settings.health_port, ready=self.ready, metrics=self._metrics_text
+        )
+        await self.health.start()
+        log.info(
+            "connected to Slack",
+            extra={"team": auth.get("team"), "bot_user_id": auth.get("user_id")},
+        )
+
+    async def ready(self) -> bool:
+        """True while Socket Mode is connected and the database answers."""
+        if self.socket is None or self.deps is None:
+            return False
+        connected = await self.socket.client.is_connected()
+        return connected and await self.deps.store.ping()
+
+    def _metrics_text(self) -> str:
+        inflight = len(self.deps.inflight) if self.deps else 0
+        return self.metrics.render({"sophia_inflight_replies": inflight})
+
+    async def stop(self) -> None:
+        """Stop taking events, let in-flight replies finish (bounded), then close everything."""
+        grace = self.settings.shutdown_grace.total_seconds()
+        if self.deps:
+            self.deps.inflight.accepting = False
+        if self.socket:
+            await self.socket.close_async()  # Slack now sends events to other connections
+        if self.deps:
+            cut = await self.deps.inflight.drain(grace)
+            if cut:
+                log.warning("shutdown cut off in-flight replies", extra={"count": cut})
+        if self.health:
+            await self.health.stop()
+        if self.deps:
+            await self.deps.store.close()
+        if self._session:
+            await self._session.close()
+        if self._lock:
+            self._lock.release()
+        log.info("stopped")
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down cleanly."""
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await self.start()
+        try:
+            await stopping.wait()
+            log.info("shutting down")
+        finally:
+            await self.stop()

@@ -1,0 +1,166 @@
+"""The `sophia` command: run the Slack app, ask a question in the terminal, check the set-up.
+
+Heavy imports (Slack SDK, aiohttp, litellm) happen inside each command so that
+`sophia --help` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+EXIT_CONFIG = 2
+
+
+def _version() -> str:
+    try:
+        return version("sophia")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _settings():  # -> Settings, typed loosely to keep imports lazy
+    from pydantic import ValidationError
+
+    from bot.settings import load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        lines = ["Configuration error:"]
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "?"
+            lines.append(f"  {name}: {error['msg']}")
+        _fail("\n".join(lines))
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> None:
+    from bot.redact import redact
+
+    print(redact(message), file=sys.stderr)
+    raise SystemExit(code)
+
+
+def cmd_run(_: argparse.Namespace) -> int:
+    """Connect to Slack over Socket Mode and answer until stopped."""
+    from bot.app import Sophia, check_slack_tokens
+    from bot.core.errors import ConfigError
+    from bot.logs import setup_logging
+
+    settings = _settings()
+    setup_logging(fmt=settings.log_format, level=settings.log_level)
+    try:
+        check_slack_tokens(settings)
+        asyncio.run(Sophia(settings).serve())
+    except ConfigError as exc:
+        _fail(str(exc))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer one question in the terminal with the same core Slack uses."""
+    from bot.logs import setup_logging
+
+    settings = _settings()
+    setup_logging(fmt=settings.log_format, level="WARNING")
+    text = " ".join(args.text).strip()
+    if not text and not sys.stdin.isatty():
+        text = sys.stdin.read().strip()
+    if not text:
+        _fail('Nothing to ask. Example: sophia ask "what is a vector database?"')
+    return asyncio.run(_ask(settings, text, args.model))
+
+
+async def _ask(settings, text: str, route: str | None) -> int:
+    import getpass
+
+    from bot.commands import ROUTES
+    from bot.core.orchestrator import CoreConfig, Orchestrator
+    from bot.core.types import Request
+    from bot.redact import redact
+    from bot.store import Store
+    from bot.terminal import TerminalProgress
+    from handlers.render import footer_for
+    from integrations.llm import LiteLLMModels
+
+    if route and route not in ROUTES:
+        _fail(f"Unknown route {route!r}; choose one of {', '.join(ROUTES)}.")
+    redact.add(settings.secrets())
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        core = Orchestrator(
+            models=LiteLLMModels(settings),
+            requests=store,
+            config=CoreConfig(
+                history_tokens=settings.history_tokens, log_content=settings.log_content
+            ),
+        )
+        progress = TerminalProgress()
+        request = Request(user=f"cli:{getpass.getuser()}", text=text, source="cli", route=route)
+        reply = await core.handle(request, progress)
+        progress.finish(reply, footer_for(reply))
+    finally:
+        await store.close()
+    return 0 if reply.ok else 1
+
+
+def cmd_doctor(_: argparse.Namespace) -> int:
+    """Check each configured system live and print a table; non-zero when one is broken."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.app import build_registry
+    from bot.doctor import run_checks
+    from bot.redact import redact
+
+    settings = _settings()
+    redact.add(settings.secrets())
+    results = asyncio.run(run_checks(settings, build_registry()))
+    table = Table(title="sophia doctor")
+    for column in ("system", "configured", "reachable", "what to fix"):
+        table.add_column(column)
+    broken = 0
+    for check, configured, result in results:
+        if not configured:
+            table.add_row(check.system, "no", "—", f"set {check.missing}")
+            continue
+        broken += not result.ok
+        mark = "[green]yes[/]" if result.ok else "[red]no[/]"
+        fix = "" if result.ok else result.fix
+        table.add_row(check.system, "yes", f"{mark} {redact(result.detail)}", redact(fix))
+    Console().print(table)
+    return 1 if broken else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for `sophia`."""
+    parser = argparse.ArgumentParser(
+        prog="sophia", description="Sophia, a Slack-native AI orchestrator."
+    )
+    parser.add_argument("--version", action="version", version=f"sophia {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    run = sub.add_parser("run", help="connect to Slack (Socket Mode) and answer")
+    run.set_defaults(func=cmd_run)
+    ask = sub.add_parser("ask", help="ask a question in the terminal")
+    ask.add_argument("--model", help="route: reasoning, coding, speed, analysis or fallback")
+    ask.add_argument("text", nargs="*", help="the question (or pipe it on stdin)")
+    ask.set_defaults(func=cmd_ask)
+    doctor = sub.add_parser("doctor", help="check the configuration and each system, live")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sophia` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

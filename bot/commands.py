@@ -1,0 +1,98 @@
+"""The built-in `/sophia` subcommands, and placeholders for capabilities still to land."""
+
+from __future__ import annotations
+
+from bot.registry import CommandContext, Registry, Subcommand
+
+ROUTES = ("reasoning", "coding", "speed", "analysis", "fallback")
+
+# Every subcommand of DESIGN.md §3, so `help` is complete from day one. Entries without a
+# handler answer that the capability is not available yet and which settings it will use;
+# each capability's module replaces its entry when it lands.
+PLANNED = [
+    ("research", "research <question>", "Research the web and answer with citations", ("SERPER_API_KEY",)),
+    ("models", "models", "Show the model routes and which are reachable", ()),
+    ("memory search", "memory search <query>", "Search what Sophia remembers", ()),
+    ("memory forget", "memory forget", "Forget everything Sophia remembers about you", ()),
+    ("index", "index <owner/repo>", "Index a GitHub repository for questions", ("GITHUB_TOKEN",)),
+    ("pr open", "pr open <owner/repo> <what to change>", "Open a pull request with a change", ("GITHUB_TOKEN",)),
+    ("pr merge", "pr merge <owner/repo>#<n>", "Ask to merge a pull request (needs approval)", ("GITHUB_TOKEN",)),
+    ("deploy", "deploy <fly-app> [image]", "Ask to deploy a Fly.io app (needs approval)", ("FLY_API_TOKEN",)),
+    ("fly status", "fly status <app>", "Show a Fly.io app's machines and checks", ("FLY_API_TOKEN",)),
+    ("fly secrets", "fly secrets <app>", "List a Fly.io app's secret names", ("FLY_API_TOKEN",)),
+    ("gpu list", "gpu list", "Lambda GPU types, prices and running instances", ("LAMBDA_API_KEY",)),
+    ("gpu launch", "gpu launch <type> [region]", "Ask to launch a GPU instance (needs approval)", ("LAMBDA_API_KEY",)),
+    ("gpu terminate", "gpu terminate <id>", "Ask to terminate a GPU instance (needs approval)", ("LAMBDA_API_KEY",)),
+    ("gpu run", "gpu run <id> <command>", "Ask to run a command on a GPU instance (needs approval)", ("LAMBDA_API_KEY",)),
+    ("account", "account <company>", "Brief on a company from CRM, calls and Slack", ("HUBSPOT_ACCESS_TOKEN",)),
+    ("mcp", "mcp", "List connected MCP servers and their tools", ("SOPHIA_MCP_CONFIG",)),
+    ("config", "config", "Channel settings (channel managers and admins)", ()),
+    ("usage", "usage", "Requests, tokens and spend", ()),
+    ("jobs", "jobs", "Your running and recent jobs", ()),
+    ("approvals", "approvals", "Requests waiting for your approval", ()),
+    ("audit", "audit [n]", "The latest approval decisions (approvers)", ()),
+]  # fmt: skip
+
+
+def help_text(registry: Registry, *, unknown: str | None = None) -> str:
+    """The help message: every subcommand with its usage and one line on what it does."""
+    lines = []
+    if unknown:
+        lines.append(f"I don't know the subcommand `{unknown}`. Here is what I can do:\n")
+    lines.append("*Sophia* — ask me anything, or use a subcommand:")
+    for sub in registry.subcommands.values():
+        later = "" if sub.run else " _(not available yet)_"
+        lines.append(f"• `/sophia {sub.usage}` — {sub.summary}{later}")
+    lines.append("\nYou can also @mention me in a channel or send me a direct message.")
+    return "\n".join(lines)
+
+
+def parse_model_flag(args: str) -> tuple[str | None, str]:
+    """Split `--model <route> rest` (or `--model=<route>`) into the route and the rest."""
+    words = args.split(maxsplit=1)
+    if not words:
+        return None, ""
+    first = words[0]
+    if first.startswith("--model="):
+        return first.split("=", 1)[1].lower(), words[1] if len(words) > 1 else ""
+    if first == "--model":
+        rest = words[1].split(maxsplit=1) if len(words) > 1 else []
+        route = rest[0].lower() if rest else ""
+        return route, rest[1] if len(rest) > 1 else ""
+    return None, args
+
+
+def register_core_commands(registry: Registry) -> None:
+    """Add `help`, `ask` and the placeholders to a registry."""
+
+    async def run_help(ctx: CommandContext) -> None:
+        await ctx.reply_private(help_text(registry))
+
+    async def run_ask(ctx: CommandContext) -> None:
+        route, text = parse_model_flag(ctx.args)
+        if route is not None and route not in ROUTES:
+            await ctx.reply_private(
+                f"`{route or '(empty)'}` is not a model route. Choose one of: "
+                + ", ".join(f"`{r}`" for r in ROUTES)
+                + "\nExample: `/sophia ask --model coding why does this regex not match?`"
+            )
+            return
+        if not text.strip():
+            await ctx.reply_private("What should I answer? Example: `/sophia ask how do I …`")
+            return
+        await ctx.answer(text, route=route)
+
+    registry.add_subcommand(Subcommand("help", "help", "Show this list", run_help))
+    registry.add_subcommand(
+        Subcommand("ask", "ask [--model <route>] <text>", "Ask a question (optionally pick the model route)", run_ask)
+    )  # fmt: skip
+    for name, usage, summary, needs in PLANNED:
+        registry.add_subcommand(Subcommand(name, usage, summary, None, needs))
+
+
+def not_available_text(sub: Subcommand) -> str:
+    """The reply for a subcommand whose capability has not landed yet."""
+    text = f"`/sophia {sub.name}` is not available in this version of Sophia yet."
+    if sub.needs:
+        text += " When it is, it will need " + ", ".join(f"`{n}`" for n in sub.needs) + "."
+    return text + " Try `/sophia help` for what works today."

@@ -1,0 +1,150 @@
+"""Durable state in SQLite: event dedupe and the request log.
+
+All statements run on one dedicated thread (sqlite3 connections belong to the thread
+that made them), so the event loop never blocks on disk and callers simply `await`.
+Replicas on one machine may share the file: WAL mode plus a busy timeout lets them
+dedupe the same event without both answering it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.core.errors import ConfigError
+from bot.core.types import RequestRecord
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    user_id TEXT NOT NULL,
+    channel TEXT,
+    thread_ts TEXT,
+    source TEXT NOT NULL,
+    route TEXT,
+    model TEXT,
+    prompt_tokens INTEGER DEFAULT 0,
+    completion_tokens INTEGER DEFAULT 0,
+    cost_usd REAL DEFAULT 0,
+    latency_ms REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    text TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_by_user ON requests (user_id, at);
+"""
+
+# Slack redelivers for up to ~30 minutes; a day of event ids is plenty to dedupe against.
+EVENT_RETENTION_S = 86_400
+
+
+class Store:
+    """Sophia's database; open with `Store.open(url)`, close with `close()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sophia-db")
+        self._conn: sqlite3.Connection | None = None
+        self._last_prune = 0.0
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Open (and create) the database named by a `sqlite:///path` URL."""
+        if url.startswith(("postgres://", "postgresql://")):
+            raise ConfigError(
+                "DATABASE_URL points at PostgreSQL, which this version of Sophia does not "
+                "support yet; leave DATABASE_URL unset to use the SQLite file in SOPHIA_DATA_DIR.",
+                variable="DATABASE_URL",
+            )
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(
+                f"DATABASE_URL must look like sqlite:///path/to/file.db, not {url.split(':')[0]}:…",
+                variable="DATABASE_URL",
+            )
+        path = Path(url.removeprefix("sqlite:///"))
+        store = cls(path)
+        await store._run(store._connect)
+        return store
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is closed")
+        return self._conn
+
+    async def claim_event(self, event_id: str) -> bool:
+        """True the first time an event id is seen, by any replica sharing this database."""
+        return await self._run(self._claim_event, event_id)
+
+    def _claim_event(self, event_id: str) -> bool:
+        now = time.time()
+        db = self._db()
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)", (event_id, now)
+        )
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            db.execute("DELETE FROM events WHERE received_at < ?", (now - EVENT_RETENTION_S,))
+        return cursor.rowcount == 1
+
+    async def log_request(self, record: RequestRecord) -> None:
+        """Append to the request log (text only when the operator opted in)."""
+        await self._run(self._log_request, record)
+
+    def _log_request(self, r: RequestRecord) -> None:
+        self._db().execute(
+            "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                r.id, r.at, r.user_id, r.channel, r.thread_ts, r.source, r.route, r.model,
+                r.prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_ms, r.status,
+                r.error, r.text,
+            ),
+        )  # fmt: skip
+
+    async def recent_requests(self, user_id: str, limit: int = 5) -> list[RequestRecord]:
+        """A person's latest requests, newest first (for App Home)."""
+        return await self._run(self._recent_requests, user_id, limit)
+
+    def _recent_requests(self, user_id: str, limit: int) -> list[RequestRecord]:
+        rows = self._db().execute(
+            "SELECT * FROM requests WHERE user_id = ? ORDER BY at DESC LIMIT ?", (user_id, limit)
+        )
+        return [RequestRecord(*row) for row in rows.fetchall()]
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query (for /healthz)."""
+        try:
+            await asyncio.wait_for(self._run(lambda: self._db().execute("SELECT 1").fetchone()), 2)
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close the connection and its thread; safe to call twice."""
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)

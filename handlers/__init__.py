@@ -1,0 +1,16 @@
+"""The Slack surface: turn Slack payloads into core calls and render the results."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from handlers import commands, events
+from handlers.deps import Deps, Inflight
+
+__all__ = ["Deps", "Inflight", "register"]
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Attach every listener to the Bolt app."""
+    events.register(app, deps)
+    commands.register(app, deps)

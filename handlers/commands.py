@@ -1,0 +1,124 @@
+"""`/sophia <subcommand>`: parse, dispatch through the registry, answer in the right place.
+
+Help, refusals and usage errors are ephemeral to the person who typed the command;
+`ask` posts a visible message naming who asked and answers in its thread.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import help_text, not_available_text
+from bot.core.types import Request
+from bot.redact import redact
+from handlers.conversation import answer
+from handlers.deps import Deps
+from handlers.events import first_time
+from handlers.render import Target
+
+log = logging.getLogger("sophia.commands")
+
+
+@dataclass
+class SlackCommandContext:
+    """`CommandContext` for a slash command typed in Slack."""
+
+    deps: Deps
+    client: AsyncWebClient
+    respond: Any
+    user: str
+    channel: str
+    team: str | None
+    args: str
+    private: bool
+
+    async def reply_private(self, text: str) -> None:
+        """Ephemeral reply through the command's response_url (works in any channel)."""
+        text = redact(text)
+        try:
+            await self.respond(text=text, response_type="ephemeral")
+        except Exception:
+            await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
+
+    async def answer(self, text: str, *, route: str | None = None) -> None:
+        """Post `@user asked: …` visibly, then answer in that message's thread."""
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=self.channel,
+                text=f":speech_balloon: <@{self.user}> asked: {text}",
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
+                await self.reply_private(
+                    "I'm not a member of this conversation, so I can't answer here. "
+                    "Invite me with `/invite @Sophia`, or ask me in a direct message."
+                )
+                return
+            raise
+        thread_ts = posted["ts"]
+        request = Request(
+            user=self.user, text=text, source="command", channel=self.channel,
+            thread_ts=thread_ts, team=self.team, private=self.private, route=route,
+        )  # fmt: skip
+        target = Target(
+            channel=self.channel, thread_ts=thread_ts, user=self.user, team=self.team,
+            is_dm=self.private,
+        )  # fmt: skip
+        await self.deps.inflight.run(answer(self.deps, self.client, request, target))
+
+
+def looks_like_a_question(text: str) -> bool:
+    """Free text (several words, or a question) goes to the model instead of help."""
+    return len(text.split()) >= 3 or text.rstrip().endswith("?")
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Attach the `/sophia` listener."""
+
+    @app.command("/sophia")
+    async def on_command(ack: Any, command: dict, client: AsyncWebClient, respond: Any) -> None:
+        await ack()
+        if not await first_time(deps, f"command:{command.get('trigger_id')}"):
+            return
+        text = (command.get("text") or "").strip()
+        ctx = SlackCommandContext(
+            deps=deps, client=client, respond=respond, user=command["user_id"],
+            channel=command["channel_id"], team=command.get("team_id"), args="",
+            private=command["channel_id"].startswith("D"),
+        )  # fmt: skip
+        try:
+            await dispatch(deps, ctx, text)
+        except Exception:
+            log.exception("subcommand failed", extra={"command": text.split(" ")[0]})
+            await ctx.reply_private(":warning: That command failed on my side. Please try again.")
+
+
+async def dispatch(deps: Deps, ctx: SlackCommandContext, text: str) -> None:
+    """Run the subcommand named in `text`, or help, or treat free text as a question."""
+    registry = deps.registry
+    if not text:
+        await ctx.reply_private(help_text(registry))
+        return
+    sub, args = registry.parse(text)
+    if sub is None:
+        first = text.split()[0].lower()
+        names = [name.split()[0] for name in registry.subcommands]
+        if looks_like_a_question(text) and not difflib.get_close_matches(
+            first, names, n=1, cutoff=0.8
+        ):
+            await ctx.answer(text)
+            return
+        await ctx.reply_private(help_text(registry, unknown=first))
+        return
+    if sub.run is None:
+        await ctx.reply_private(not_available_text(sub))
+        return
+    ctx.args = args
+    await sub.run(ctx)

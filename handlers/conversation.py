@@ -1,0 +1,69 @@
+"""Answer a request in Slack: open the reply, read the conversation, run the core, finish."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.types import Reply, Request, StepStatus, Turn
+from handlers.deps import Deps
+from handlers.render import SlackReply, Target, footer_for
+
+log = logging.getLogger("sophia.handlers")
+
+HistoryLoader = Callable[[set[str]], Awaitable[list[Turn]]]
+
+
+async def answer(
+    deps: Deps,
+    client: AsyncWebClient,
+    request: Request,
+    target: Target,
+    *,
+    history: HistoryLoader | None = None,
+    stream: bool = True,
+) -> Reply | None:
+    """Run one request and render it into Slack; never raises, never shows a trace."""
+    reply_view = SlackReply(client, target, stream=stream)
+    try:
+        await reply_view.open()
+        deps.metrics.inc("sophia_first_output_total", mode=reply_view.mode)
+        if history is not None:
+            try:
+                request.history = await history(set(reply_view.posted))
+            except SlackApiError as exc:
+                log.warning(
+                    "could not read the conversation",
+                    extra={"request_id": request.id, "error": exc.response.get("error")},
+                )
+                await reply_view.step(
+                    "context", "Reading the conversation", StepStatus.ERROR,
+                    detail="I could not read the earlier messages; answering without them.",
+                )  # fmt: skip
+        reply = await deps.core.handle(request, reply_view)
+        await reply_view.finish(reply, footer=footer_for(reply))
+        deps.metrics.inc(
+            "sophia_replies_total", source=request.source, status="ok" if reply.ok else "error"
+        )
+        return reply
+    except Exception:
+        log.exception("reply failed", extra={"request_id": request.id})
+        deps.metrics.inc("sophia_replies_total", source=request.source, status="crash")
+        await _apologise(client, target, request.id)
+        return None
+
+
+async def _apologise(client: AsyncWebClient, target: Target, request_id: str) -> None:
+    """Last resort: say something went wrong, in plain words, with the id for the operator."""
+    try:
+        await client.chat_postMessage(
+            channel=target.channel,
+            thread_ts=target.thread_ts,
+            text=f":warning: Something went wrong on my side while answering. "
+            f"Please try again; if it keeps happening, give an admin this reference: `{request_id}`.",
+        )
+    except Exception:
+        log.exception("could not post the apology", extra={"request_id": request_id})

@@ -1,0 +1,63 @@
+"""What the Slack handlers share: the core, the store, settings, and in-flight tracking."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.core.orchestrator import Orchestrator
+from bot.metrics import Metrics
+from bot.registry import Registry
+from bot.settings import Settings
+from bot.store import Store
+
+log = logging.getLogger("sophia.handlers")
+
+
+class Inflight:
+    """Tracks replies being written, so shutdown can let them finish."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.accepting = True
+
+    async def run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one reply's work as a tracked task and wait for it."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        try:
+            await asyncio.shield(task)
+        finally:
+            self._tasks.discard(task)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for in-flight replies; return how many were cut off."""
+        self.accepting = False
+        pending = [t for t in self._tasks if not t.done()]
+        if not pending:
+            return 0
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        return len(still)
+
+
+@dataclass
+class Deps:
+    """Everything a listener needs; built once by `bot.app`."""
+
+    settings: Settings
+    core: Orchestrator
+    store: Store
+    registry: Registry
+    metrics: Metrics
+    bot_user_id: str | None = None
+    bot_id: str | None = None
+    team_id: str | None = None
+    inflight: Inflight = field(default_factory=Inflight)

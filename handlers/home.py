@@ -1,0 +1,74 @@
+"""App Home: what Sophia can do, what is configured (never secrets), your recent requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from handlers.deps import Deps
+
+CAPABILITIES = (
+    "• *Ask anything* — @mention me in a channel, DM me, or type `/sophia ask …`\n"
+    "• *Right model for the job* — reasoning, coding, speed and analysis routes\n"
+    "• *Actions with a human holding the button* — nothing that changes the outside world "
+    "happens until an approver presses Approve"
+)
+
+
+def home_view(deps: Deps, recent: list[Any], *, now: float | None = None) -> dict[str, Any]:
+    """The App Home view for one person."""
+    settings = deps.settings
+    integrations = []
+    for check in deps.registry.checks:
+        if check.configured(settings):
+            integrations.append(f"✅ {check.system}")
+        else:
+            integrations.append(f"◻️ {check.system} — not configured ({check.missing})")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Sophia"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": CAPABILITIES}},
+        {"type": "divider"},
+        {"type": "header", "text": {"type": "plain_text", "text": "Integrations"}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "\n".join(integrations) or "None yet."},
+        },
+        {"type": "divider"},
+        {"type": "header", "text": {"type": "plain_text", "text": "Your recent requests"}},
+    ]
+    if recent:
+        lines = [_request_line(r, now or time.time()) for r in recent]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+    else:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": "Nothing yet — say hi in a DM."}],
+            }
+        )
+    return {"type": "home", "blocks": blocks}
+
+
+def _request_line(record: Any, now: float) -> str:
+    ago = _ago(now - record.at)
+    where = "a DM" if (record.channel or "").startswith("D") else f"<#{record.channel}>"
+    status = "✅" if record.status == "ok" else "⚠️"
+    return f"{status} {ago} in {where} · {record.route or '—'} · `{record.id}`"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return "just now"
+    if seconds < 5400:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 129600:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+async def publish_home(deps: Deps, client: AsyncWebClient, user: str) -> None:
+    """Publish (or refresh) one person's App Home."""
+    recent = await deps.store.recent_requests(user, limit=5)
+    await client.views_publish(user_id=user, view=home_view(deps, recent))

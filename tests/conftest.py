@@ -1,0 +1,66 @@
+"""Shared fixtures: a fake Slack and a fake model server on loopback, and Sophia wired to them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+# litellm would download its price map at import; tests never reach the internet.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# Both Slack clients honour HTTP(S)_PROXY and ignore NO_PROXY: loopback must go direct.
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
+
+from bot.app import Sophia  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from tests.fakes.llm import FakeLLM  # noqa: E402
+from tests.fakes.slack import FakeSlack  # noqa: E402
+
+LLM_KEY = "sk-test-llm-key-0123456789"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLM]:
+    async with FakeLLM() as fake:
+        yield fake
+
+
+def make_settings(tmp_path: Path, slack: FakeSlack, llm: FakeLLM, **overrides: object) -> Settings:
+    """Settings pointing every endpoint at the fakes, isolated from the machine's .env."""
+    values: dict[str, object] = {
+        "slack_bot_token": slack.bot_token,
+        "slack_app_token": slack.app_token,
+        "slack_api_url": slack.api_url,
+        "data_dir": tmp_path / "data",
+        "llm_api_base": llm.base_url,
+        "llm_api_key": LLM_KEY,
+        "health_port": 0,
+        "llm_timeout": 5.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, slack: FakeSlack, llm: FakeLLM) -> Settings:
+    return make_settings(tmp_path, slack, llm)
+
+
+@pytest.fixture
+async def sophia(settings: Settings, slack: FakeSlack) -> AsyncIterator[Sophia]:
+    app = Sophia(settings)
+    await app.start()
+    await slack.wait_connected()
+    try:
+        yield app
+    finally:
+        await app.stop()
