@@ -31,7 +31,7 @@ from bot.redact import redact
 from bot.registry import Registry
 from bot.settings import Settings
 from bot.store import Store
-from integrations.llm import LiteLLMModels
+from integrations.llm import LiteLLMModels, warm_up
 
 log = logging.getLogger("sophia")
 
@@ -124,6 +124,8 @@ class Sophia:
     settings: Settings
     registry: Registry = field(default_factory=build_registry)
     metrics: Metrics = field(default_factory=Metrics)
+    # How often Socket Mode pings; a dropped TCP connection is noticed within about this long.
+    socket_ping_interval: float = 10.0
 
     app: AsyncApp | None = field(default=None, init=False)
     socket: AsyncSocketModeHandler | None = field(default=None, init=False)
@@ -131,6 +133,7 @@ class Sophia:
     health: HealthServer | None = field(default=None, init=False)
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
     _lock: DataDirLock | None = field(default=None, init=False)
+    _warm: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open state, connect to Slack over Socket Mode, and start the health endpoint."""
@@ -170,12 +173,16 @@ class Sophia:
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session
         )
-        self.socket = AsyncSocketModeHandler(self.app, app_token, web_client=socket_client)
+        self.socket = AsyncSocketModeHandler(
+            self.app, app_token, web_client=socket_client, ping_interval=self.socket_ping_interval
+        )
         await self.socket.connect_async()
         self.health = HealthServer(
             port=settings.health_port, ready=self.ready, metrics=self._metrics_text
         )
         await self.health.start()
+        # litellm takes seconds to import; do it now, off the event loop, not on the first question.
+        self._warm = asyncio.create_task(asyncio.to_thread(warm_up))
         log.info(
             "connected to Slack",
             extra={"team": auth.get("team"), "bot_user_id": auth.get("user_id")},
@@ -203,6 +210,8 @@ class Sophia:
             cut = await self.deps.inflight.drain(grace)
             if cut:
                 log.warning("shutdown cut off in-flight replies", extra={"count": cut})
+        if self._warm:
+            await self._warm
         if self.health:
             await self.health.stop()
         if self.deps:

@@ -27,6 +27,11 @@ def _litellm() -> Any:
     return litellm
 
 
+def warm_up() -> None:
+    """Import litellm ahead of the first request (takes seconds; call it from a thread)."""
+    _litellm()
+
+
 class LiteLLMModels:
     """`ModelClient` over litellm, honouring SOPHIA_LLM_API_BASE and per-route models."""
 

@@ -14,6 +14,8 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_name, None)
 
+import litellm  # noqa: E402, F401  (imported once here: it takes seconds, tests wait less)
+
 from bot.app import Sophia  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.fakes.llm import FakeLLM  # noqa: E402
@@ -57,7 +59,7 @@ def settings(tmp_path: Path, slack: FakeSlack, llm: FakeLLM) -> Settings:
 
 @pytest.fixture
 async def sophia(settings: Settings, slack: FakeSlack) -> AsyncIterator[Sophia]:
-    app = Sophia(settings)
+    app = Sophia(settings, socket_ping_interval=1.0)
     await app.start()
     await slack.wait_connected()
     try:

@@ -7,10 +7,18 @@ from tests.fakes.slack import FakeSlack
 
 
 def mention(text: str, *, channel: str = "C0CHAN", user: str = "U0USER", **extra: object) -> dict:
-    return {"type": "app_mention", "user": user, "text": f"<@UBOT> {text}", "channel": channel, **extra}
+    return {
+        "type": "app_mention",
+        "user": user,
+        "text": f"<@UBOT> {text}",
+        "channel": channel,
+        **extra,
+    }
 
 
-async def test_mention_streams_steps_and_answer_into_the_thread(sophia, slack: FakeSlack, llm: FakeLLM):
+async def test_mention_streams_steps_and_answer_into_the_thread(
+    sophia, slack: FakeSlack, llm: FakeLLM
+):
     llm.script(Text("Paris is the **capital** of France."))
     await slack.push_event(mention("what is the capital of France?"))
 

@@ -11,6 +11,7 @@ from bot.core.history import as_message, fit_history
 from bot.core.ports import ModelClient, ModelDone, RequestLog, TextDelta
 from bot.core.prompts import system_prompt
 from bot.core.types import Progress, Reply, Request, RequestRecord, StepStatus
+from bot.redact import redact
 
 log = logging.getLogger("sophia.core")
 
@@ -54,6 +55,8 @@ class Orchestrator:
             *(as_message(turn) for turn in history),
             {"role": "user", "content": request.text},
         ]
+        for message in messages:  # a pasted token never reaches a model provider
+            message["content"] = redact(message["content"])
         parts: list[str] = []
         try:
             async for event in self._models.stream(route=route, messages=messages):

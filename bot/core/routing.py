@@ -12,8 +12,9 @@ ROUTES = ("reasoning", "coding", "speed", "analysis", "fallback")
 CLASSIFIABLE = ROUTES[:4]  # fallback is a provider-chain last resort, never a classifier pick
 
 # Below this softmax confidence the caller should ask the speed model for a one-word label.
-# A message with no signal at all scores reasoning at ~0.47, so it always lands under this.
-UNSURE_BELOW = 0.6
+# No signal at all gives ~0.47 and a close call (margin under ~1 point) 0.55-0.64; a single clear
+# cue reaches 0.70+, so 0.65 sends only the genuinely undecided ~7% of requests to the model.
+UNSURE_BELOW = 0.65
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ _MENTION = re.compile(r"<[@!][^>]*>")
 _CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^>]*)>")
 _LABELLED_LINK = re.compile(r"<(?:https?|mailto):[^|>]*\|([^>]*)>")
 _BARE_LINK = re.compile(r"<((?:https?|mailto):[^>]*)>")
-_EMOJI = re.compile(r"(?<![\w:]):[a-z+-][a-z0-9_+'-]*:(?:(?<=:):skin-tone-\d:)?(?![\w:])")
+_EMOJI = re.compile(r":(?<![\w:]:)[a-z+-][a-z0-9_+'-]*:(?::skin-tone-\d:)?(?![\w:])")
 
 
 def clean_slack_text(text: str) -> str:
@@ -66,7 +67,10 @@ _NEGATED = re.compile(r"(?:don'?t|do\s+not|not|never|no\s+need\s+to)\s*$", re.I)
 
 
 def explicit_override(text: str) -> tuple[str | None, str]:
-    """Return the route the user asked for in words or via a leading --model flag, and the text without it."""
+    """Return the route asked for in words or by a leading --model flag, and the text without it."""
+    low = text.lower()
+    if "--model" not in low and "mode" not in low and "route" not in low:
+        return None, text
     m = _FLAG.match(text)
     if m and m.group(2).lower() in _ALIASES:
         return _ALIASES[m.group(2).lower()], (m.group(1) + " " + text[m.end() :]).strip()
@@ -82,33 +86,41 @@ def explicit_override(text: str) -> tuple[str | None, str]:
 
 # --- Signals --------------------------------------------------------------------------------------
 # Each signal is (route, weight, label, matcher, cap): weight counts once per distinct hit, up to cap.
-# Matchers see (raw text, lowercased text, token set); keyword sets are used instead of big
-# case-insensitive alternations because they are ~20x cheaper on a 2 KB message.
+# Matchers see (raw, lowercased, token set), both texts wrapped in "\n" so line starts are literal.
+# Patterns start with a literal or small charset (never \b, ^ or \w) and keywords are set lookups:
+# Python's re can then skip ahead instead of trying every position, which keeps 2 KB under 1 ms.
 
 _Matcher = Callable[[str, str, set[str]], set[str]]
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9+#_-]*")
+_HEAD = 200  # speed cues describe short questions, so they are only looked for near the start
+
+
+def _rx(*patterns: str, raw: bool = False, head: bool = False, gate: str = "") -> _Matcher:
+    """Match regexes on the lowercased (or raw) text, skipped unless a '|'-separated gate occurs."""
+    rxs = [re.compile(p) for p in patterns]
+    gates = tuple(g for g in gate.split("|") if g)
+
+    def match(r: str, low: str, toks: set[str]) -> set[str]:
+        if gates and not any(g in low for g in gates):
+            return set()
+        text = r if raw else low
+        text = text[:_HEAD] if head else text
+        return {m.group(0) for rx in rxs for m in rx.finditer(text)}
+
+    return match
 
 
 def _kw(words: str, *extra: _Matcher) -> _Matcher:
-    """Match whole lowercase tokens; a trailing '*' makes a word a prefix."""
-    exact = frozenset(w for w in words.split() if not w.endswith("*"))
-    stems = tuple(w[:-1] for w in words.split() if w.endswith("*"))
+    """Match whole lowercase tokens, plus any extra matchers."""
+    exact = frozenset(words.split())
 
     def match(raw: str, low: str, toks: set[str]) -> set[str]:
         hits = toks & exact
-        if stems:
-            hits |= {t for t in toks if t.startswith(stems)}
         for m in extra:
             hits |= m(raw, low, toks)
         return hits
 
     return match
-
-
-def _rx(pattern: str, flags: int = 0, raw: bool = False) -> _Matcher:
-    """Match a regex against the lowercased text, or the raw text when case matters."""
-    rx = re.compile(pattern, flags)
-    return lambda r, low, toks: {m.group(0) for m in rx.finditer(r if raw else low)}
 
 
 _CODE_EXT = r"py|pyi|ipynb|js|mjs|cjs|jsx|ts|tsx|go|rs|java|kt|rb|php|cs|cpp|cc|c|h|hpp|swift|scala|sql|sh|bash|zsh|ya?ml|json|toml|ini|cfg|env|tf|lock|gradle|vue|svelte|css|scss|html|txt|dockerfile"
@@ -117,41 +129,45 @@ _UNITS = r"km|kms|kilometers?|miles?|mi|kg|kgs|kilos?|lbs?|pounds?|oz|ounces?|g|
 _SIGNALS: list[tuple[str, float, str, _Matcher, float]] = [
     # coding: pasted artefacts are near-certain, so they outweigh any data words around them
     ("coding", 5.0, "code block", _rx(r"```", raw=True), 5.0),
-    ("coding", 6.0, "stack trace", _rx(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+|^\s*at [\w.$<>/]+ ?\(.*:\d+|^goroutine \d+ \[|^panic: ", re.M, raw=True), 6.0),
-    ("coding", 3.0, "error message", _rx(r"\b[A-Z]\w*(?:Error|Exception)\b|^\s*(?:ERROR|FATAL|fatal|error|panic):|\bE[A-Z]{4,}\b|CrashLoopBackOff|\bsegfault\b", re.M, raw=True), 4.0),
-    ("coding", 3.0, "CLI error", _rx(r"\bexit(?:ed with)? (?:code|status) \d+|command not found|permission denied|connection refused|cannot find module|not defined\b|\bnot found\b|no such file|is not recognized|\b(?:get|post|put|patch|delete) (?:request|/)|status code|\breturns? [45]\d\d\b|unresolved import|undefined (?:reference|method|variable)"), 3.0),
-    ("coding", 4.0, "diff", _rx(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@|^diff --git ", re.M, raw=True), 4.0),
-    ("coding", 3.5, "file path", _rx(rf"(?<![\w@])[\w.~-]*[\w/-]*\w\.(?:{_CODE_EXT})\b(?!\.\w)|(?<![\w/])(?:~|\.{{1,2}})?/(?:[\w.-]+/)+[\w.-]*"), 3.5),
-    ("coding", 4.0, "repo reference", _rx(r"\b[\w.-]+/[\w.-]+#\d+\b|github\.com/|gitlab\.com/|\b(?:repo|repository|codebase|pull request|PR|merge request|MR)\b", raw=True), 4.0),
-    ("coding", 1.5, "code syntax", _rx(r"^\s*(?:def|class|import|from \S+ import|fn|func|const|let|var|public|private|return|for .+ in |if .+:|SELECT|INSERT|UPDATE|DELETE|CREATE)\b|\w\.\w+\(|=>|[=!]==?|&&|\|\||;\s*$|\$\{?[A-Za-z_]\w*|\{\s*\w+:|\blambda\b|\bnull\b|\bNone\b|\bundefined\b|\w+\(\)|\bSELECT\b.+\bFROM\b|\bGROUP BY\b|\bWHERE\b", re.M, raw=True), 4.5),
-    ("coding", 1.5, "indented code", _rx(r"^(?: {2,}|\t)\S.*\n(?: {2,}|\t)\S", re.M, raw=True), 1.5),
+    ("coding", 6.0, "stack trace", _rx(r"Traceback \(most recent call last\)|\n[ \t]*File \"[^\"\n]+\", line \d+|\n[ \t]*at [\w.$<>/]+ ?\([^\n]*:\d+|\ngoroutine \d+ \[|\npanic: ", raw=True), 6.0),
+    ("coding", 3.0, "error message", _kw("", _rx(r"[A-Z][A-Za-z]*(?:Error|Exception)\b|\n[ \t]*(?:ERROR|FATAL|fatal|error|panic):|CrashLoopBackOff|segfault", raw=True, gate="error|exception|fatal|panic|crashloop|segfault"), _rx(r"E(?<![A-Za-z]E)[A-Z]{4,}\b", raw=True)), 4.0),
+    ("coding", 3.0, "CLI error", _rx(r"exit(?:ed with)? (?:code|status) \d+", "permission denied", "connection refused", "cannot find module", r"not (?:defined|found)\b", "no such file", "is not recognized", r"(?:get|post|put|patch|delete) (?:request|/)", "status code", r"returns? [45]\d\d\b", "unresolved import", r"undefined (?:reference|method|variable)"), 3.0),
+    ("coding", 4.0, "diff", _rx(r"\n@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@|\ndiff --git ", raw=True), 4.0),
+    ("coding", 3.5, "file path", _rx(rf"\.(?<=\w\.)(?:{_CODE_EXT})\b(?!\.\w)|/(?<![\w/]/)[\w.-]+/[\w./-]*"), 3.5),
+    ("coding", 4.0, "repo reference", _kw("repo repos repository codebase", _rx(r"/(?<=\w/)[\w.-]+#\d+\b|github\.com/|gitlab\.com/|pull request|merge request"), _rx(r"[PM]R(?<![A-Za-z0-9][PM]R)s?\b", raw=True)), 4.0),
+    ("coding", 1.5, "code syntax", _kw("lambda null undefined", _rx(r"\n[ \t]*(?:def|class|import|from \S+ import|fn|func|const|let|var|public|private|return|for .+ in |if .+:|SELECT|INSERT|UPDATE|DELETE|CREATE)\b|\.(?<=\w\.)\w+\(|=>|==|!=|&&|\|\||;[ \t]*\n|\$\{?[A-Za-z_]\w*|\{\s*\w+:|None(?<![A-Za-z]None)\b|\(\)(?<=\w\(\))|SELECT\b.+\bFROM\b|GROUP BY\b|WHERE\b", raw=True)), 4.5),
+    ("coding", 1.5, "indented code", _rx(r"\n(?: {2,}|\t)\S[^\n]*\n(?: {2,}|\t)\S", raw=True), 1.5),
     ("coding", 2.0, "inline code", _rx(r"`[^`\n]+`", raw=True), 2.0),
-    ("coding", 3.0, "programming task", _kw("regex regexp one-liner oneliner refactor* debug* stacktrace compile compiler compiling linter segfault cors",
-        _rx(r"\bregular expression|\bsql (?:query|statement)|\bone liner|\bunit tests?|\btype hints?|\bstack trace|\bborrow checker|\blocalhost:\d+|\b(?:fix|debug|optimi[sz]e|refactor|review) (?:this|my|the|our) (?:\w+ )?(?:function|method|bug|code|test|query|script|class|endpoint|pr|regex|build)\b|\b(?:pip|npm|yarn|brew|apt(?:-get)?|gem|cargo|git|docker|kubectl|terraform|helm|go) (?:install|add|run|build|plan|apply|init|get|push|pull|commit|rebase|merge|logs?|exec|describe|test|compose|diff|checkout|reset|revert)\b")), 3.0),
+    ("coding", 3.0, "programming task", _kw("regex regexp one-liner oneliner refactor refactoring refactored debug debugging debugger stacktrace compile compiler compiling linter segfault cors",
+        _rx("regular expression", r"sql (?:query|statement)", "one liner", r"unit tests?", r"type hints?", "stack trace", "borrow checker", r"localhost:\d+"),
+        _rx(r"(?:fix|debug|optimi[sz]e|refactor|review) (?:this|my|the|our) (?:\w+ )?(?:function|method|bug|code|test|query|script|class|endpoint|pr|regex|build)\b", gate="fix|debug|optimi|refactor|review"),
+        _rx(r"(?:pip|npm|yarn|brew|apt-get|apt|gem|cargo|git|docker|kubectl|terraform|helm) (?:install|add|run|build|plan|apply|init|get|push|pull|commit|rebase|merge|logs?|exec|describe|test|compose|diff|checkout|reset|revert)\b", gate="pip|npm|yarn|brew|apt|gem|cargo|git|docker|kubectl|terraform|helm")), 3.0),
     ("coding", 2.5, "dev tool", _kw("npm npx yarn pnpm pip pip3 pipenv poetry conda docker dockerfile docker-compose kubectl k8s kubernetes helm terraform ansible git github gitlab jest pytest mocha webpack vite eslint nginx redis ssh curl grep cron cronjob crontab virtualenv venv stdout stderr oom"), 5.0),
-    ("coding", 1.0, "dev vocabulary", _kw("cli sdk api apis endpoint endpoints function functions method methods variable variables script scripts deploy* build commit commits branch merge rebase container containers pod pods runtime async* hook hooks component components dependenc* module modules package packages library framework query schema logic file files bug bugs backend frontend server database db postgres postgresql mysql sqlite mongo* bash shell compose migration migrations install* config*"), 3.0),
-    ("coding", 2.0, "language", _kw("python javascript typescript node nodejs golang rust java kotlin ruby rails php c++ c# swift scala sql html css react vue django flask fastapi pandas numpy asyncio", _rx(r"\b(?:in|with|using) go\b")), 4.0),
+    ("coding", 1.0, "dev vocabulary", _kw("cli sdk api apis endpoint endpoints function functions method methods variable variables script scripts deploy deploys deployed deploying deployment deployments build commit commits branch merge rebase container containers pod pods runtime async asyncio asynchronous asynchronously hook hooks component components dependency dependencies module modules package packages library framework query schema logic file files bug bugs backend frontend server database db postgres postgresql mysql sqlite mongo mongodb mongoose bash shell compose migration migrations install installs installed installing installation config configs configure configured configuration"), 3.0),
+    ("coding", 2.0, "language", _kw("python javascript typescript node nodejs golang rust java kotlin ruby rails php c++ c# swift scala sql html css react vue django flask fastapi pandas numpy asyncio", _rx(r"(?:in|with|using) go\b", gate=" go")), 4.0),
     ("coding", 3.0, "code (ja)", _rx(r"コード|エラー|バグ|関数|スクリプト|デプロイ|プログラム|実装"), 3.0),
     # speed: short factual shapes; deliberately modest so any real payload outranks them
-    ("speed", 2.5, "quick question", _rx(r"^\s*quick\b|\bquick (?:q|one|question)\b|\bqq\b|\byes or no\b|\btl;?dr\b"), 2.5),
-    ("speed", 3.0, "greeting", _rx(r"^\s*(?:hi|hey|hello|yo|morning|good (?:morning|afternoon|evening)|thanks?(?: you)?|thx|ty|cheers|gm)\b[\s!.,]*(?:sophia|there|all|team)?[\s!.]*$"), 3.0),
-    ("speed", 2.5, "factual lookup", _rx(r"^\s*(?:who (?:is|was|wrote|founded|invented|owns)|when (?:is|was|did|does)|what (?:year|time|day|date|month)|how (?:many|much|long|old|far|tall)|where is|capital of|define|definition of|meaning of|synonym|antonym|how do you (?:spell|pronounce)|spell)\b|\bcapital of\b|\bstand for\b|\bwhat does '?\S+'? mean\b|^\s*what(?:'?s| is) the \w+(?: \w+)? of\b|^\s*(?:what|who)(?:'?s| is| are) (?:an? |the )?[\w' -]{1,30}\?*\s*$"), 3.5),
-    ("speed", 3.0, "conversion", _rx(rf"^\s*convert\b|\d[\d.,]*\s?(?:{_UNITS})\s+(?:in|to|into)\s+(?:{_UNITS})\b|\b(?:{_UNITS}) to (?:{_UNITS})\b"), 3.0),
-    ("speed", 3.0, "arithmetic", _rx(r"\d(?:\.\d+)?\s?% (?:of|off)\b|^\s*(?:what(?:'?s| is) )?\d[\d.,]*\s*[-+*/x×÷^]\s*\d[\d.,]*\s*\??\s*$"), 3.0),
-    ("speed", 2.0, "time/date", _kw("timezone today tomorrow yesterday pst ast utc gmt cet", _rx(r"\bwhat time|\btime in\b|\btime zone|\bright now|\bpublic holiday|\bbank holiday|\bleap year|\bdays? until|\bday of the week")), 2.0),
-    ("speed", 3.0, "quick lookup (ja)", _rx(r"何曜日|何時|今何|時間は|とは[？?]?$|いくつ|何日"), 3.0),
+    ("speed", 2.5, "quick question", _kw("qq", _rx(r"\A\s*quick\b"), _rx(r"quick (?:q|one|question)\b|yes or no\b|tl;?dr\b", head=True)), 2.5),
+    ("speed", 3.0, "greeting", _rx(r"\A\s*(?:hi|hey|hello|yo|morning|good (?:morning|afternoon|evening)|thanks?(?: you)?|thx|ty|cheers|gm)\b[\s!.,]*(?:sophia|there|all|team)?[\s!.]*\Z"), 3.0),
+    ("speed", 2.5, "factual lookup", _kw("", _rx(r"\A\s*(?:who (?:is|was|wrote|founded|invented|owns)|when (?:is|was|did|does)|what (?:year|time|day|date|month)|how (?:many|much|long|old|far|tall)|where is|capital of|define|definition of|meaning of|synonym|antonym|how do you (?:spell|pronounce)|spell)\b",
+        r"\A\s*what(?:'?s| is) the \w+(?: \w+)? of\b", r"\A\s*(?:what|who)(?:'?s| is| are) (?:an? |the )?[\w' -]{1,30}\?*\s*\Z"),
+        _rx(r"capital of\b|stand for\b|what does '?\S+'? mean\b", head=True)), 3.5),
+    ("speed", 3.0, "conversion", _kw("", _rx(r"\A\s*convert\b"), _rx(rf"\d[\d.,]*\s?(?:{_UNITS})\s+(?:in|to|into)\s+(?:{_UNITS})\b| (?:{_UNITS}) to (?:{_UNITS})\b", head=True)), 3.0),
+    ("speed", 3.0, "arithmetic", _kw("", _rx(r"\A\s*(?:what(?:'?s| is) )?\d[\d.,]*\s*[-+*/x×÷^]\s*\d[\d.,]*\s*\??\s*\Z"), _rx(r"\d(?:\.\d+)?\s?% (?:of|off)\b", head=True)), 3.0),
+    ("speed", 2.0, "time/date", _kw("timezone today tomorrow yesterday pst ast utc gmt cet", _rx(r"what time|time in\b|time zone|right now|public holiday|bank holiday|leap year|days? until|day of the week", head=True)), 2.0),
+    ("speed", 3.0, "quick lookup (ja)", _rx(r"何曜日|何時|今何|時間は|とは[？?]?\s*\Z|いくつ|何日"), 3.0),
     # analysis: vocabulary of metrics; numbers and tables are scored separately below
-    ("analysis", 2.5, "analysis request", _kw("analy* compar* correlat* trend* statistic* significan* regression distribution forecast* benchmark* outlier outliers breakdown", _rx(r"\bbreak down|\ba/b test")), 5.0),
-    ("analysis", 1.2, "data words", _kw("data dataset metric metrics kpi kpis revenue churn retention cohort cohorts conversion conversions funnel growth grew average avg mean median percent percentage rate rates ratio margin cost costs spend bill budget roi mrr arr nrr ltv cac nps dau mau wau yoy mom wow q1 q2 q3 q4 quarter* segment segments sales quota survey responses velocity latency csv spreadsheet table numbers stats dashboard increase decrease dropped drop-off dropoff visitors signup signups leads deal deals tickets", _rx(r"\bp(?:50|75|90|95|99)\b|\byear over year")), 4.8),
+    ("analysis", 2.5, "analysis request", _kw("analyse analyze analysed analyzed analysing analyzing analysis analyses analytics analyst compare compared compares comparing comparison comparisons correlation correlations correlate correlated trend trends trending trendline statistics statistical statistically significant significance significantly regression distribution forecast forecasts forecasting benchmark benchmarks benchmarking outlier outliers breakdown", _rx(r"break down|a/b test")), 5.0),
+    ("analysis", 1.2, "data words", _kw("data dataset metric metrics kpi kpis revenue churn retention cohort cohorts conversion conversions funnel growth grew average avg mean median percent percentage rate rates ratio margin cost costs spend bill budget roi mrr arr nrr ltv cac nps dau mau wau yoy mom wow q1 q2 q3 q4 quarter quarters quarterly segment segments sales quota survey responses velocity latency csv spreadsheet table numbers stats dashboard increase decrease dropped drop-off dropoff visitors signup signups leads deal deals tickets p50 p75 p90 p95 p99", _rx(r"year over year")), 4.8),
     ("analysis", 3.0, "data (ja)", _rx(r"分析|比較|売上|データ|推移|平均|割合|傾向|集計"), 4.0),
     # reasoning: the default route; cues only need to beat weak incidental matches
-    ("reasoning", 1.5, "advice/planning", _kw("advice strateg* plan planning roadmap framework prioriti* risk risks decid* thoughts ideas brainstorm tradeoff tradeoffs", _rx(r"\bshould (?:we|i)\b|\bhow (?:should|would) (?:we|i|you)\b|\bwhat should\b|\bwhat would you\b|\bis it worth\b|\btrade-offs?|\bpros and cons|\bfor and against|\bbest way|\breasonable way|\bhelp me (?:think|decide|prepare)")), 3.0),
-    ("reasoning", 1.5, "writing", _kw("write draft rewrite reword polish proofread summarise summarize outline announcement email post note agenda paragraph tone sound sounds", _rx(r"\bjob description")), 3.0),
-    ("reasoning", 1.5, "explanation", _rx(r"^\s*(?:explain|why|what(?:'?s| is| are) the difference|what makes)\b|\bexplain\b|\blike i'?m\b|\bin plain english\b"), 1.5),
+    ("reasoning", 1.5, "advice/planning", _kw("advice strategy strategies strategic plan planning roadmap framework prioritise prioritize prioritised prioritized prioritisation prioritization risk risks decide decided deciding thoughts ideas brainstorm tradeoff tradeoffs", _rx(r"should(?<!how should) (?:we|i)\b", r"how (?:should|would) (?:we|i|you)\b", r"what should\b(?! (?:we|i)\b)", r"what would you\b", r"is it worth\b", r"trade-offs?", "pros and cons", "for and against", "best way", "reasonable way", r"help me (?:think|decide|prepare)")), 3.0),
+    ("reasoning", 1.5, "writing", _kw("write draft rewrite reword polish proofread summarise summarize outline announcement email post note agenda paragraph tone sound sounds", _rx(r"job description")), 3.0),
+    ("reasoning", 1.5, "explanation", _kw("explain", _rx(r"\A\s*(?:why|what(?:'?s| is| are) the difference|what makes)\b"), _rx(r"like i'?m\b", "in plain english")), 1.5),
     ("reasoning", 2.5, "advice (ja)", _rx(r"アドバイス|考えて|計画|戦略|書き方|どうすれば|相談"), 2.5),
 ]  # fmt: skip
 
-_NUMBER = re.compile(r"(?<![\w.])[-+$€£¥]?\d[\d,]*(?:\.\d+)?(?:[%kKmMbB]|ms|h)?(?![\w.])")
+_NUMBER = re.compile(r"\d(?<![\w.]\d)[\d,]*(?:\.\d+)?(?:[%kKmMbB]|ms|h)?(?![\w.])")
 _PERCENT = re.compile(r"\d\s?%")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z0-9_'$%.,:/-]+")
@@ -169,19 +185,24 @@ def _table_lines(text: str) -> int:
         seps = max(line.count(","), line.count("|"), line.count("\t"))
         if (seps >= 2 and _NUMERIC_CELL.search(line)) or (seps < 2 and _LABEL_NUMBER.search(line)):
             n += 1
+            if n == 6:  # the table bonus saturates at six rows
+                break
     return n
 
 
 def _signals(text: str) -> list[tuple[str, float, str]]:
     """Return every fired (route, weight, label) for already-cleaned text."""
-    low = text.lower()
+    raw, low = f"\n{text}\n", f"\n{text.lower()}\n"
     toks = set(_TOKEN.findall(low))
     fired: list[tuple[str, float, str]] = []
     for route, weight, label, match, cap in _SIGNALS:
-        hits = match(text, low, toks)
+        hits = match(raw, low, toks)
         if hits:
             fired.append((route, min(cap, weight * len(hits)), label))
-    words = len(_LATIN_WORD.findall(text)) + len(_CJK.findall(text)) / 2.5
+    # only the first 1000 chars are counted: every threshold below is reached well before that
+    words = len(_LATIN_WORD.findall(text[:1000])) + (
+        0 if text.isascii() else len(_CJK.findall(text)) / 2.5
+    )
     numbers, percents, rows = (
         len(_NUMBER.findall(text)),
         len(_PERCENT.findall(text)),
@@ -213,8 +234,9 @@ def _softmax(scores: dict[str, float]) -> dict[str, float]:
 
 def score(text: str) -> RouteChoice:
     """Pick a route from weighted text signals (an explicit user request wins with confidence 1)."""
-    route, rest = explicit_override(clean_slack_text(text))
-    cleaned = rest if route else clean_slack_text(text)
+    cleaned_in = clean_slack_text(text)
+    route, rest = explicit_override(cleaned_in)
+    cleaned = rest if route else cleaned_in
     scores = dict.fromkeys(CLASSIFIABLE, 0.0)
     scores["reasoning"] = 1.0  # default route: wins ties and signal-free messages
     best_label: dict[str, tuple[float, str]] = {}
@@ -224,7 +246,8 @@ def score(text: str) -> RouteChoice:
             best_label[r] = (weight, label)
     scores = {k: round(v, 3) for k, v in scores.items()}
     if route:
-        return RouteChoice(route, 1.0, f"explicit: {route}", scores)
+        how = "--model" if cleaned_in.lstrip().lower().startswith("--model") else "asked for"
+        return RouteChoice(route, 1.0, f"explicit: {how} {route}", scores)
     winner = max(CLASSIFIABLE, key=lambda k: scores[k])
     confidence = round(_softmax(scores)[winner], 3)
     reason = best_label.get(winner, (0.0, "default: no strong signal"))[1]

@@ -1,0 +1,72 @@
+"""`/sophia`: help, unknown subcommands, `ask`, and capabilities that have not landed yet."""
+
+from __future__ import annotations
+
+from bot.commands import PLANNED
+from tests.fakes.llm import Text
+
+
+async def ephemeral(slack, text: str, **kwargs) -> str:
+    envelope = await slack.push_slash_command(text, **kwargs)
+    [post] = await slack.wait_for_response_url_post(envelope)
+    assert post["response_type"] == "ephemeral"
+    return post["text"]
+
+
+async def test_help_lists_every_subcommand(sophia, slack):
+    text = await ephemeral(slack, "help")
+    for name, usage, *_ in PLANNED:
+        assert f"/sophia {usage}" in text, name
+    assert "/sophia ask [--model <route>] <text>" in text
+    assert not slack.calls_to("chat.postMessage")  # nothing visible to the channel
+
+
+async def test_empty_text_and_unknown_subcommand_answer_with_help(sophia, slack):
+    assert "/sophia help" in await ephemeral(slack, "")
+    unknown = await ephemeral(slack, "frobnicate")
+    assert "don't know the subcommand `frobnicate`" in unknown
+    assert "/sophia help" in unknown
+    typo = await ephemeral(slack, "deplyo my-app now please")  # close to `deploy`: not a question
+    assert "don't know the subcommand `deplyo`" in typo
+
+
+async def test_ask_posts_who_asked_and_answers_in_that_thread(sophia, slack, llm):
+    llm.script(Text("Use `git rebase -i`."))
+    await slack.push_slash_command("ask --model coding how do I squash commits?")
+    [stop] = await slack.wait_for_call("chat.stopStream")
+    [question] = slack.calls_to("chat.postMessage")
+    assert question.args["channel"] == "C0CHAN"
+    assert (
+        "<@U0USER>" in question.args["text"] and "how do I squash commits?" in question.args["text"]
+    )
+    answer = slack.message("C0CHAN", stop.args["ts"])
+    assert answer["thread_ts"] == question.response["ts"]
+    assert "git rebase -i" in answer["text"]
+    assert llm.chat_requests()[-1]["model"].endswith("deepseek/deepseek-chat")  # coding route
+
+
+async def test_free_text_goes_to_the_model(sophia, slack, llm):
+    llm.script(Text("Canberra."))
+    await slack.push_slash_command("what is the capital of Australia?")
+    [stop] = await slack.wait_for_call("chat.stopStream")
+    assert "Canberra." in slack.message("C0CHAN", stop.args["ts"])["text"]
+
+
+async def test_usage_errors_are_ephemeral(sophia, slack, llm):
+    bad_route = await ephemeral(slack, "ask --model turbo hello")
+    assert "`turbo` is not a model route" in bad_route
+    assert "coding" in bad_route
+    assert "What should I answer?" in await ephemeral(slack, "ask")
+    assert not llm.chat_requests()
+
+
+async def test_capabilities_not_landed_say_so_and_name_their_settings(sophia, slack):
+    text = await ephemeral(slack, "deploy my-app")
+    assert "`/sophia deploy` is not available in this version" in text
+    assert "`FLY_API_TOKEN`" in text
+
+
+async def test_ask_where_sophia_is_not_a_member_explains_how_to_invite(sophia, slack, llm):
+    slack.fail("chat.postMessage", error="not_in_channel")
+    text = await ephemeral(slack, "ask hello there")
+    assert "/invite @Sophia" in text
