@@ -74,6 +74,24 @@ def check_slack_tokens(settings: Settings) -> tuple[str, str]:
     return bot, app
 
 
+def core_config(settings: Settings) -> CoreConfig:
+    """The core's slice of the settings."""
+    return CoreConfig(
+        history_tokens=settings.history_tokens,
+        log_content=settings.log_content,
+        max_tool_steps=settings.max_tool_steps,
+        daily_budget_usd=settings.daily_budget_usd,
+        user_daily_budget_usd=settings.user_daily_budget_usd,
+    )
+
+
+def build_core(settings: Settings, store: Store) -> Orchestrator:
+    """The orchestration core with this build's model access and tools."""
+    return Orchestrator(
+        models=LiteLLMModels(settings), requests=store, config=core_config(settings)
+    )
+
+
 def build_registry() -> Registry:
     """The registry with every capability this build has."""
     registry = Registry()
@@ -156,13 +174,7 @@ class Sophia:
             ],
         )
         auth = await client.auth_test()
-        core = Orchestrator(
-            models=LiteLLMModels(settings),
-            requests=store,
-            config=CoreConfig(
-                history_tokens=settings.history_tokens, log_content=settings.log_content
-            ),
-        )
+        core = build_core(settings, store)
         self.deps = handlers.Deps(
             settings=settings, core=core, store=store, registry=self.registry, metrics=self.metrics,
             bot_user_id=auth.get("user_id"), bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),

@@ -76,27 +76,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
 async def _ask(settings, text: str, route: str | None) -> int:
     import getpass
 
-    from bot.commands import ROUTES
-    from bot.core.orchestrator import CoreConfig, Orchestrator
+    from bot.app import build_core
+    from bot.core.routing import ROUTES
     from bot.core.types import Request
     from bot.redact import redact
     from bot.store import Store
     from bot.terminal import TerminalProgress
     from handlers.render import footer_for
-    from integrations.llm import LiteLLMModels
 
     if route and route not in ROUTES:
         _fail(f"Unknown route {route!r}; choose one of {', '.join(ROUTES)}.")
     redact.add(settings.secrets())
     store = await Store.open(settings.resolved_database_url())
     try:
-        core = Orchestrator(
-            models=LiteLLMModels(settings),
-            requests=store,
-            config=CoreConfig(
-                history_tokens=settings.history_tokens, log_content=settings.log_content
-            ),
-        )
+        core = build_core(settings, store)
         progress = TerminalProgress()
         request = Request(user=f"cli:{getpass.getuser()}", text=text, source="cli", route=route)
         reply = await core.handle(request, progress)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from bot.core.routing import ROUTES
 from bot.registry import CommandContext, Registry, Subcommand
-
-ROUTES = ("reasoning", "coding", "speed", "analysis", "fallback")
 
 # Every subcommand of DESIGN.md §3, so `help` is complete from day one. Entries without a
 # handler answer that the capability is not available yet and which settings it will use;

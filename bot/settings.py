@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, validation_alias=_env("SOPHIA_LLM_TIMEOUT"))
     history_tokens: int = Field(12_000, validation_alias=_env("SOPHIA_HISTORY_TOKENS"))
     embeddings: str | None = Field(None, validation_alias=_env("SOPHIA_EMBEDDINGS"))
+    max_tool_steps: int = Field(8, validation_alias=_env("SOPHIA_MAX_TOOL_STEPS"))
+    daily_budget_usd: float | None = Field(None, validation_alias=_env("SOPHIA_DAILY_BUDGET_USD"))
+    user_daily_budget_usd: float | None = Field(
+        None, validation_alias=_env("SOPHIA_USER_DAILY_BUDGET_USD")
+    )
 
     # Outside systems (used by later capabilities; named here so doctor can report them)
     github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN"))

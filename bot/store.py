@@ -134,6 +134,29 @@ class Store:
         )
         return [RequestRecord(*row) for row in rows.fetchall()]
 
+    async def spend(self, *, since: float, user_id: str | None = None) -> float:
+        """US dollars spent on models since `since`, for everyone or one user."""
+        return await self._run(self._spend, since, user_id)
+
+    def _spend(self, since: float, user_id: str | None) -> float:
+        sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE at >= ?"
+        args: tuple = (since,)
+        if user_id is not None:
+            sql, args = sql + " AND user_id = ?", (since, user_id)
+        return float(self._db().execute(sql, args).fetchone()[0])
+
+    async def usage_by_route(self, *, since: float) -> dict[str, tuple[int, int, float]]:
+        """Per route since `since`: (requests, tokens, dollars)."""
+        return await self._run(self._usage_by_route, since)
+
+    def _usage_by_route(self, since: float) -> dict[str, tuple[int, int, float]]:
+        rows = self._db().execute(
+            "SELECT route, COUNT(*), SUM(prompt_tokens + completion_tokens), SUM(cost_usd) "
+            "FROM requests WHERE at >= ? AND route IS NOT NULL GROUP BY route",
+            (since,),
+        )
+        return {route: (n, int(tokens or 0), float(cost or 0)) for route, n, tokens, cost in rows}
+
     async def ping(self) -> bool:
         """Whether the database answers a trivial query (for /healthz)."""
         try:

@@ -29,6 +29,7 @@ class TerminalProgress:
     ) -> None:
         """Print the step's new state (on stderr-like dim lines)."""
         suffix = f" [dim]({detail})[/]" if detail else ""
+        self._end_line()
         self.console.print(f"{_MARKS[status]} {title}{suffix}", style="dim")
 
     async def text(self, delta: str) -> None:
@@ -37,12 +38,16 @@ class TerminalProgress:
         if not self.markdown:
             self.console.out(delta, end="", highlight=False)
 
+    def _end_line(self) -> None:
+        if not self.markdown and self._text and not self._text[-1].endswith("\n"):
+            self.console.out("")
+            self._text.append("\n")
+
     def finish(self, reply: Reply, footer: str) -> None:
         """The whole answer (rendered), the error if any, and the footer line."""
         if self.markdown and reply.text:
             self.console.print(Markdown(redact(reply.text)))
-        elif reply.text:
-            self.console.out("")
+        self._end_line()
         if reply.error:
             self.console.print(f"[red]{redact(reply.error)}[/]")
         self.console.print(footer, style="dim")

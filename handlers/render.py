@@ -335,7 +335,8 @@ def footer_for(reply: Reply) -> str:
     """The small context line under an answer: route, model, tokens, cost, time."""
     parts = []
     if reply.route:
-        parts.append(reply.route)
+        reason = f" ({reply.route_reason})" if reply.route_reason else ""
+        parts.append(f"{reply.route}{reason}")
     if reply.model:
         parts.append(f"`{reply.model.split('/')[-1]}`")
     tokens = reply.usage.prompt_tokens + reply.usage.completion_tokens

@@ -17,8 +17,9 @@ for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pro
 import litellm  # noqa: E402, F401  (imported once here: it takes seconds, tests wait less)
 
 from bot.app import Sophia  # noqa: E402
+from bot.core.routing import CLASSIFIER_SYSTEM  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from tests.fakes.llm import FakeLLM  # noqa: E402
+from tests.fakes.llm import FakeLLM, Text  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
 LLM_KEY = "sk-test-llm-key-0123456789"
@@ -30,9 +31,24 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
+def is_classifier(body: dict) -> bool:
+    """A one-word route classification Sophia asks the speed model for on the side."""
+    messages = body.get("messages") or []
+    return bool(messages) and messages[0].get("content") == CLASSIFIER_SYSTEM
+
+
+def answer_requests(llm: FakeLLM) -> list[dict]:
+    """The model requests that answer people (not the side classification calls)."""
+    return [body for body in llm.chat_requests() if not is_classifier(body)]
+
+
 @pytest.fixture
 async def llm() -> AsyncIterator[FakeLLM]:
     async with FakeLLM() as fake:
+        # Classification calls get a label (default `reasoning`; tests may set `classify_as`)
+        # without consuming the replies a test scripts for the answer itself.
+        fake.classify_as = "reasoning"
+        fake.on(lambda body: Text(fake.classify_as) if is_classifier(body) else None, first=True)
         yield fake
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import LLM_KEY
+from tests.conftest import LLM_KEY, answer_requests
 from tests.fakes.llm import Text
 from tests.test_mention import mention
 
@@ -70,8 +70,8 @@ async def test_ask_answers_in_the_terminal(tmp_path, slack, llm):
     )
     assert code == 0, out
     assert "Forty-two." in out
-    assert "reasoning" in out  # the footer
-    assert llm.chat_requests()[-1]["messages"][-1]["content"] == "what is the answer?"
+    assert "speed (factual lookup)" in out  # the footer: a quick question went to the speed route
+    assert answer_requests(llm)[-1]["messages"][-1]["content"] == "what is the answer?"
 
 
 async def test_doctor_prints_a_table_and_fails_when_something_configured_is_broken(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.conftest import answer_requests
 from tests.fakes.llm import Text
 
 
@@ -20,7 +21,7 @@ async def test_dm_is_answered_in_the_dm_and_marked_private(sophia, slack, llm):
     assert posted.args["channel"] == "D0DM"
     assert "thread_ts" not in posted.args  # a plain DM reads like a chat, not a thread
     assert not slack.calls_to("chat.startStream")
-    messages = llm.chat_requests()[-1]["messages"]
+    messages = answer_requests(llm)[-1]["messages"]
     assert "private direct message" in messages[0]["content"]
     assert [m["content"] for m in messages[1:]] == [
         "[U0USER] earlier question",
@@ -63,4 +64,4 @@ async def test_edits_deletions_and_bot_messages_get_no_reply(sophia, slack, llm)
     await slack.push_event({"type": "message", "channel": "D0DM", "user": "U0USER", "text": "ping"})
     await slack.wait_for_call("chat.update", lambda c: "echo: ping" in str(c.args.get("blocks")))
     assert len(slack.calls_to("chat.postMessage")) == 1
-    assert len(llm.chat_requests()) == 1
+    assert len(answer_requests(llm)) == 1

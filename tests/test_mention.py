@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.conftest import answer_requests
 from tests.fakes.llm import FakeLLM, Text
 from tests.fakes.slack import FakeSlack
 
@@ -36,9 +37,10 @@ async def test_mention_streams_steps_and_answer_into_the_thread(
     statuses = {task["id"]: task["status"] for task in reply["tasks"].values()}
     assert statuses == {"context": "complete", "answer": "complete"}
     footer = stop.args["blocks"][-1]
-    assert footer["type"] == "context" and "reasoning" in footer["elements"][0]["text"]
+    # A short factual question goes to the speed route; the footer says so.
+    assert footer["type"] == "context" and "speed" in footer["elements"][0]["text"]
     # The model got the question without the bot mention.
-    assert llm.chat_requests()[-1]["messages"][-1]["content"] == "what is the capital of France?"
+    assert answer_requests(llm)[-1]["messages"][-1]["content"] == "what is the capital of France?"
 
 
 async def test_streaming_refused_falls_back_to_a_placeholder_edited_in_place(sophia, slack, llm):
@@ -66,7 +68,7 @@ async def test_thread_history_reaches_the_model_with_roles_and_quoted_bots(sophi
     await slack.push_event(mention("the payments service, can you help?", thread_ts=root))
     await slack.wait_for_call("chat.stopStream")
 
-    messages = llm.chat_requests()[-1]["messages"]
+    messages = answer_requests(llm)[-1]["messages"]
     assert messages[0]["role"] == "system"
     assert messages[1] == {"role": "user", "content": "[U0ALICE] Our deploy failed last night."}
     assert messages[2] == {"role": "assistant", "content": "Which service?"}

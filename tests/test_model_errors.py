@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from tests.conftest import LLM_KEY
-from tests.fakes.llm import BrokenStream, Error, FakeLLM
+from tests.conftest import LLM_KEY, answer_requests
+from tests.fakes.llm import BrokenStream, Error, FakeLLM, Text
 from tests.test_mention import mention
 
 
@@ -14,13 +14,16 @@ def slack_text(slack) -> str:
     return "\n".join(repr(call.args) for call in slack.calls)
 
 
-async def test_model_500_gives_a_plain_error_with_a_reference(sophia, slack, llm, caplog):
+async def test_when_every_route_fails_the_thread_gets_a_plain_error_with_a_reference(
+    sophia, slack, llm, caplog
+):
     caplog.set_level(logging.WARNING)
-    llm.script(Error(status=500, message="upstream exploded"))
+    llm.on(lambda body: Error(status=500, message="upstream exploded"))
     await slack.push_event(mention("will this work?"))
     [stop] = await slack.wait_for_call("chat.stopStream")
     text = slack.message("C0CHAN", stop.args["ts"])["text"]
     assert "The model server had an internal error." in text
+    assert len(answer_requests(llm)) >= 2  # the fallback route was tried too
     assert "try again" in text
     assert "`r-" in text  # the reference an operator can look up
     everything = slack_text(slack)
@@ -33,21 +36,25 @@ async def test_model_500_gives_a_plain_error_with_a_reference(sophia, slack, llm
 
 
 async def test_bad_key_is_reported_as_configuration_naming_the_variable(sophia, slack, llm):
-    llm.script(FakeLLM.auth_error())
+    llm.on(lambda body: FakeLLM.auth_error())
     await slack.push_event(mention("hello"))
     [stop] = await slack.wait_for_call("chat.stopStream")
     text = slack.message("C0CHAN", stop.args["ts"])["text"]
     assert "rejected the API key" in text and "SOPHIA_LLM_API_KEY" in text
 
 
-async def test_a_stream_broken_midway_keeps_the_partial_text_marked_interrupted(sophia, slack, llm):
+async def test_a_stream_broken_midway_keeps_the_partial_text_and_the_fallback_follows(
+    sophia, slack, llm
+):
     llm.script(BrokenStream(text_before="The first half of an answer"))
+    llm.script(Text("A complete answer from the fallback."), model="openai/gpt-4o-mini")
     await slack.push_event(mention("tell me a story"))
     [stop] = await slack.wait_for_call("chat.stopStream")
     text = slack.message("C0CHAN", stop.args["ts"])["text"]
     assert text.startswith("The first half of an answer")
-    assert "_(answer interrupted)_" in text
-    assert ":warning:" in text
+    assert "_(interrupted; the fallback model answers below)_" in text
+    assert text.endswith("A complete answer from the fallback.")
+    assert "fallback" in stop.args["blocks"][-1]["elements"][0]["text"]  # the footer says so
 
 
 async def test_the_model_key_never_reaches_slack_or_the_logs(sophia, slack, llm, caplog):
@@ -57,7 +64,7 @@ async def test_the_model_key_never_reaches_slack_or_the_logs(sophia, slack, llm,
     await slack.wait_for_call("chat.stopStream")
     assert llm.requests[-1]["headers"]["Authorization"] == f"Bearer {LLM_KEY}"  # it was used
     assert LLM_KEY not in slack_text(slack)
-    prompt = str(llm.chat_requests()[-1]["messages"])
+    prompt = str(answer_requests(llm)[-1]["messages"])
     assert "xoxb-1234567890" not in prompt and LLM_KEY not in prompt and "[redacted]" in prompt
     from bot.logs import RedactingFilter
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import Sophia
-from tests.conftest import make_settings
+from tests.conftest import answer_requests, make_settings
 from tests.fakes.llm import Slow, Text
 from tests.test_mention import mention
 
@@ -18,7 +18,7 @@ async def test_a_redelivered_event_gets_one_reply(sophia, slack, llm):
     await slack.wait_for_call("chat.stopStream")
     await asyncio.sleep(0.3)  # give a second reply every chance to appear
     assert len(slack.calls_to("chat.startStream")) == 1
-    assert len(llm.chat_requests()) == 1
+    assert len(answer_requests(llm)) == 1
 
 
 async def test_two_replicas_sharing_a_database_answer_once(tmp_path, slack, llm):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import PLANNED
+from tests.conftest import answer_requests
 from tests.fakes.llm import Text
 
 
@@ -42,7 +43,7 @@ async def test_ask_posts_who_asked_and_answers_in_that_thread(sophia, slack, llm
     answer = slack.message("C0CHAN", stop.args["ts"])
     assert answer["thread_ts"] == question.response["ts"]
     assert "git rebase -i" in answer["text"]
-    assert llm.chat_requests()[-1]["model"].endswith("deepseek/deepseek-chat")  # coding route
+    assert answer_requests(llm)[-1]["model"].endswith("deepseek/deepseek-chat")  # coding route
 
 
 async def test_free_text_goes_to_the_model(sophia, slack, llm):
@@ -57,7 +58,7 @@ async def test_usage_errors_are_ephemeral(sophia, slack, llm):
     assert "`turbo` is not a model route" in bad_route
     assert "coding" in bad_route
     assert "What should I answer?" in await ephemeral(slack, "ask")
-    assert not llm.chat_requests()
+    assert not answer_requests(llm)
 
 
 async def test_capabilities_not_landed_say_so_and_name_their_settings(sophia, slack):

@@ -31,6 +31,10 @@ class ModelUnavailable(ModelError):
     """The model server is down, overloaded or too slow."""
 
 
+class StreamInterrupted(ModelUnavailable):
+    """The stream broke after some of the answer was delivered."""
+
+
 class ModelAuthError(ModelError):
     """The provider rejected the credentials; retrying will not help."""
 

@@ -1,21 +1,31 @@
-"""The orchestration core: one request in, progress reported, one reply out."""
+"""The orchestration core: one request in, progress reported, one reply out.
+
+For each request: check the day's budget, choose a route (explicit choice, the fast
+scorer, or — when the scorer is unsure — a one-word label from the speed model), run
+the agent loop with the tools on offer, and record what it cost.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 
+from bot.core import routing
+from bot.core.agent import Agent
+from bot.core.budget import CHEAPER, check_budget
 from bot.core.errors import ModelError
 from bot.core.history import as_message, fit_history
-from bot.core.ports import ModelClient, ModelDone, RequestLog, TextDelta
+from bot.core.ports import ApprovalGate, ModelClient, ModelDone, RequestLog, TextDelta
 from bot.core.prompts import system_prompt
+from bot.core.tools import ToolContext, ToolRegistry, core_tools
 from bot.core.types import Progress, Reply, Request, RequestRecord, StepStatus
 from bot.redact import redact
 
 log = logging.getLogger("sophia.core")
 
-DEFAULT_ROUTE = "reasoning"
+CLASSIFIER_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -24,25 +34,60 @@ class CoreConfig:
 
     history_tokens: int = 12_000
     log_content: bool = False  # keep message text in the request log and logs
+    max_tool_steps: int = 8
+    daily_budget_usd: float | None = None
+    user_daily_budget_usd: float | None = None
 
 
 class Orchestrator:
-    """Answers requests with a routed model, reporting each step to a `Progress`."""
+    """Answers requests with a routed model and tools, reporting each step to a `Progress`."""
 
     def __init__(
-        self, *, models: ModelClient, requests: RequestLog, config: CoreConfig | None = None
+        self,
+        *,
+        models: ModelClient,
+        requests: RequestLog,
+        tools: ToolRegistry | None = None,
+        approvals: ApprovalGate | None = None,
+        config: CoreConfig | None = None,
     ) -> None:
         self._models = models
         self._requests = requests
         self._config = config or CoreConfig()
+        self.tools = tools or ToolRegistry()
+        if tools is None:
+            for tool in core_tools():
+                self.tools.add(tool)
+        self._agent = Agent(
+            models=models,
+            tools=self.tools,
+            approvals=approvals,
+            max_steps=self._config.max_tool_steps,
+        )
 
     async def handle(self, request: Request, progress: Progress) -> Reply:
         """Answer one request; failures become a plain-language `Reply.error`, never a raise."""
         started = time.perf_counter()
-        route = request.route or DEFAULT_ROUTE
-        reply = Reply(request_id=request.id, text="", route=route)
+        reply = Reply(request_id=request.id, text="")
+        budget = await check_budget(
+            self._requests, user=request.user, workspace_cap=self._config.daily_budget_usd,
+            user_cap=self._config.user_daily_budget_usd,
+        )  # fmt: skip
+        if not budget.allowed:
+            reply.error = budget.message
+            await progress.step("answer", "Budget", StepStatus.ERROR, detail="daily budget used up")
+            return await self._finish(request, reply, started)
+
+        choice = await self._choose_route(request)
+        route = choice.route
+        if budget.cheaper and route in CHEAPER:
+            route = CHEAPER[route]
+            reply.notes.append("near the daily budget: cheaper model")
+        reply.route, reply.route_reason = route, choice.reason
         reply.model = self._models.model_for(route)
-        await progress.step("answer", "Thinking", StepStatus.IN_PROGRESS, detail=route)
+        await progress.step(
+            "answer", "Thinking", StepStatus.IN_PROGRESS, detail=f"{route}: {choice.reason}"
+        )
 
         history, dropped = fit_history(request.history, self._config.history_tokens)
         if dropped:
@@ -53,18 +98,20 @@ class Orchestrator:
                 "content": system_prompt(private=request.private, source=request.source),
             },
             *(as_message(turn) for turn in history),
-            {"role": "user", "content": request.text},
+            {"role": "user", "content": choice_text(request, choice)},
         ]
         for message in messages:  # a pasted token never reaches a model provider
             message["content"] = redact(message["content"])
-        parts: list[str] = []
+        ctx = ToolContext(
+            user=request.user, channel=request.channel, thread_ts=request.thread_ts,
+            private=request.private, request_id=request.id,
+        )  # fmt: skip
+        tools = self.tools.merged(request.tools) if request.tools else None
         try:
-            async for event in self._models.stream(route=route, messages=messages):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    await progress.text(event.text)
-                elif isinstance(event, ModelDone):
-                    reply.model, reply.usage = event.model, event.usage
+            outcome = await self._agent.run(
+                route=route, messages=messages, ctx=ctx, progress=progress, tools=tools,
+                allow_side_effects=request.allow_side_effects,
+            )  # fmt: skip
         except ModelError as exc:
             log.warning(
                 "model call failed",
@@ -72,17 +119,56 @@ class Orchestrator:
                 extra={"request_id": request.id, "route": route, "error_kind": type(exc).__name__},
             )
             reply.error = f"{exc} Please try again in a moment. (ref `{request.id}`)"
-            if parts:
-                reply.notes.append("answer interrupted")
             await progress.step("answer", "Thinking", StepStatus.ERROR, detail=str(exc))
-        else:
-            await progress.step("answer", "Thinking", StepStatus.COMPLETE, detail=route)
-        reply.text = "".join(parts)
-        reply.elapsed_s = time.perf_counter() - started
-        await self._record(request, reply)
-        return reply
+            return await self._finish(request, reply, started)
 
-    async def _record(self, request: Request, reply: Reply) -> None:
+        reply.text, reply.usage = outcome.text, outcome.usage
+        reply.model, reply.route = outcome.model or reply.model, outcome.route or route
+        reply.notes.extend(f"fallback {f}" for f in outcome.fallbacks)
+        if outcome.tool_steps:
+            reply.notes.append(f"{outcome.tool_steps} tool step{'s' * (outcome.tool_steps > 1)}")
+        if outcome.stopped_at_limit:
+            reply.notes.append(f"stopped at the {self._config.max_tool_steps}-step tool limit")
+        await progress.step("answer", "Thinking", StepStatus.COMPLETE, detail=reply.route)
+        return await self._finish(request, reply, started)
+
+    async def _choose_route(self, request: Request) -> routing.RouteChoice:
+        """Explicit choice first, then the scorer, then the speed model if the scorer is unsure."""
+        if request.route:
+            return routing.RouteChoice(request.route, 1.0, f"explicit: --model {request.route}")
+        choice = routing.score(request.text)
+        if choice.confidence >= routing.UNSURE_BELOW:
+            return choice
+        label = await self._classify(request.text)
+        if label:
+            return routing.RouteChoice(
+                label, choice.confidence, "classified by the speed model", choice.scores
+            )
+        return choice
+
+    async def _classify(self, text: str) -> str | None:
+        """A one-word label from the speed route; None on any failure or slowness."""
+        parts: list[str] = []
+
+        async def ask() -> None:
+            stream = self._models.stream(
+                route="speed", messages=routing.classifier_prompt(text), max_tokens=4,
+                timeout=CLASSIFIER_TIMEOUT_S,
+            )  # fmt: skip
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, ModelDone):
+                    pass
+
+        try:
+            await asyncio.wait_for(ask(), CLASSIFIER_TIMEOUT_S)
+        except (TimeoutError, ModelError):
+            return None
+        return routing.parse_classifier_answer("".join(parts))
+
+    async def _finish(self, request: Request, reply: Reply, started: float) -> Reply:
+        reply.elapsed_s = time.perf_counter() - started
         record = RequestRecord(
             id=request.id,
             at=time.time(),
@@ -107,14 +193,18 @@ class Orchestrator:
         log.info(
             "request answered",
             extra={
-                "request_id": request.id,
-                "user": request.user,
-                "channel": request.channel,
-                "route": reply.route,
-                "model": reply.model,
+                "request_id": request.id, "user": request.user, "channel": request.channel,
+                "route": reply.route, "model": reply.model,
                 "tokens": reply.usage.prompt_tokens + reply.usage.completion_tokens,
-                "latency_ms": record.latency_ms,
-                "status": record.status,
-                **({"text": request.text} if self._config.log_content else {}),
+                "cost_usd": round(reply.usage.cost_usd, 6), "latency_ms": record.latency_ms,
+                "status": record.status, **({"text": request.text} if self._config.log_content else {}),
             },
-        )
+        )  # fmt: skip
+        return reply
+
+
+def choice_text(request: Request, choice: routing.RouteChoice) -> str:
+    """The user's text without an explicit "use the coding model" instruction."""
+    if choice.reason.startswith("explicit") and not request.route:
+        return routing.explicit_override(request.text)[1] or request.text
+    return request.text

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.core.types import Usage
+from bot.core.types import RequestRecord, Usage
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,24 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
-class ModelDone:
-    """The model finished; what it was and what it cost."""
+class ToolCall:
+    """The model asks for a tool: `arguments` is the JSON text it wrote."""
 
-    model: str
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ModelDone:
+    """The model finished a turn: who answered, what it cost, which tools it wants."""
+
+    model: str  # the model string that answered
     usage: Usage
     finish_reason: str | None = None
+    route: str | None = None  # the route that answered (differs from the asked one on fallback)
+    tool_calls: tuple[ToolCall, ...] = ()
+    fallbacks: int = 0  # how many fallbacks it took
 
 
 ModelEvent = TextDelta | ModelDone
@@ -32,19 +44,45 @@ class ModelClient(Protocol):
     """Chat models behind named routes (reasoning, coding, speed, analysis, fallback)."""
 
     def stream(
-        self, *, route: str, messages: list[dict[str, Any]], max_tokens: int | None = None
+        self,
+        *,
+        route: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[ModelEvent]:
-        """Stream one answer; raises a `bot.core.errors.ModelError` on failure."""
+        """Stream one turn; raises a `bot.core.errors.ModelError` on failure."""
         ...
 
     def model_for(self, route: str) -> str:
         """The model string a route currently resolves to."""
         ...
 
+    def has_credentials(self, route: str) -> bool:
+        """Whether the route's model has the key it needs."""
+        ...
+
 
 class RequestLog(Protocol):
-    """Where the core records each request (who, where, route, tokens, latency)."""
+    """Where the core records each request and reads back what was spent."""
 
-    async def log_request(self, record: Any) -> None:
+    async def log_request(self, record: RequestRecord) -> None:
         """Store one `RequestRecord`."""
+        ...
+
+    async def spend(self, *, since: float, user_id: str | None = None) -> float:
+        """US dollars spent on models since `since` (epoch seconds), for everyone or one user."""
+        ...
+
+
+class ApprovalGate(Protocol):
+    """Where a side-effect tool call goes instead of running: a human must approve it."""
+
+    async def request(
+        self, *, tool: str, arguments: dict[str, Any], user: str, channel: str | None,
+        thread_ts: str | None,
+    ) -> str:  # fmt: skip
+        """File an approval request; return what the model should tell the user."""
         ...

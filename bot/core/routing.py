@@ -256,7 +256,7 @@ def score(text: str) -> RouteChoice:
 
 # --- Model classifier helpers ---------------------------------------------------------------------
 
-_CLASSIFIER_SYSTEM = (
+CLASSIFIER_SYSTEM = (
     "You route Slack requests to a model. Reply with exactly one lowercase word and nothing else:\n"
     "coding - code, file paths, diffs, stack traces, errors, SQL, regex, CLI, repos, dev tools\n"
     "analysis - numbers, metrics, tables/CSV, comparisons, trends, breakdowns of data\n"
@@ -271,7 +271,7 @@ def classifier_prompt(text: str) -> list[dict]:
     if len(body) > 2000:
         body = body[:1500] + "\n…\n" + body[-400:]
     return [
-        {"role": "system", "content": _CLASSIFIER_SYSTEM},
+        {"role": "system", "content": CLASSIFIER_SYSTEM},
         {"role": "user", "content": f"Request:\n<<<\n{body}\n>>>\nOne word:"},
     ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 def new_request_id() -> str:
@@ -47,6 +47,8 @@ class Request:
     history: list[Turn] = field(default_factory=list)
     private: bool = False  # a DM: what is said here is never recalled elsewhere
     route: str | None = None  # explicit choice ("ask --model coding"); None lets routing decide
+    tools: list[Any] = field(default_factory=list)  # extra tools bound to this request
+    allow_side_effects: bool = True  # False: side-effect tools are not even offered
     id: str = field(default_factory=new_request_id)
 
 
@@ -75,6 +77,7 @@ class Reply:
     request_id: str
     text: str
     route: str | None = None
+    route_reason: str | None = None  # why this route ("code block", "explicit: --model coding")
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
     elapsed_s: float = 0.0

@@ -120,6 +120,7 @@ class FakeLLM:
         self.base_url = ""
         self._queues: dict[str | None, deque[Reply]] = {}
         self._handlers: list[tuple[str | None, Handler]] = []
+        self._first_handlers: list[tuple[str | None, Handler]] = []
         self._models: dict[str, None] = {}
         self._ids = itertools.count(1)
         self._call_ids = itertools.count(1)
@@ -161,12 +162,17 @@ class FakeLLM:
         if model:
             self._models[_key(model)] = None
 
-    def on(self, handler: Handler, model: str | None = None) -> None:
+    def on(self, handler: Handler, model: str | None = None, *, first: bool = False) -> None:
         """Register a handler called with the request JSON when nothing is queued.
 
         It returns a reply, or None to fall through. If it raises, the request gets a 500
-        and ``stop()`` re-raises, so a broken handler cannot pass silently."""
-        self._handlers.append((_key(model), handler))
+        and ``stop()`` re-raises, so a broken handler cannot pass silently. With ``first``,
+        it is asked before the queues (for requests a test does not script, such as a
+        classifier call made on the side)."""
+        if first:
+            self._first_handlers.append((_key(model), handler))
+        else:
+            self._handlers.append((_key(model), handler))
 
     def chat_requests(self, model: str | None = None) -> list[dict]:
         """JSON bodies sent to /v1/chat/completions, optionally only for ``model``."""
@@ -193,13 +199,23 @@ class FakeLLM:
 
     # -- reply selection -------------------------------------------------------------------
     def _next_reply(self, body: dict) -> Reply:
-        model = body.get("model")
+        model = _key(body.get("model"))
+        reply = self._from_handlers(self._first_handlers, model, body)
+        if reply is not None:
+            return reply
         for key in (model, None):
             queue = self._queues.get(key)
             if queue:
                 return queue.popleft()
+        reply = self._from_handlers(self._handlers, model, body)
+        if reply is not None:
+            return reply
+        users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+        return Text(f"echo: {_text_of(users[-1].get('content')) if users else ''}")
+
+    def _from_handlers(self, handlers: list, model: str | None, body: dict) -> Reply | None:
         for key in (model, None):
-            for hkey, handler in self._handlers:
+            for hkey, handler in handlers:
                 if hkey != key:
                     continue
                 try:
@@ -209,8 +225,7 @@ class FakeLLM:
                     return Error(500, f"FakeLLM handler raised {exc!r}")
                 if reply is not None:
                     return reply
-        users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
-        return Text(f"echo: {_text_of(users[-1].get('content')) if users else ''}")
+        return None
 
     async def _record(self, request: web.Request) -> dict | None:
         try:
