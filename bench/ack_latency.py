@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -633,6 +634,22 @@ def print_details(r: AppResult) -> None:
         print(f"    ×{count:<5} {text}")
 
 
+def git_state() -> str:
+    """The commit being measured, and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.splitlines()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"{head[:90]}" + (f" (+{len(dirty)} modified files)" if dirty else "")
+
+
 def print_machine() -> None:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -645,7 +662,8 @@ def print_machine() -> None:
         f"machine: {usable} usable CPUs (nproc), {cpu}; {platform.platform()}\n"
         f"python {platform.python_version()} ({sys.executable}); slack_bolt "
         f"{package_version('slack_bolt')}, slack_sdk {package_version('slack_sdk')}, aiohttp "
-        f"{package_version('aiohttp')}, litellm {package_version('litellm')}"
+        f"{package_version('aiohttp')}, litellm {package_version('litellm')}\n"
+        f"sophia at {git_state()}"
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from bot.core.budget import utc_midnight
 from bot.core.routing import ROUTES
 from bot.registry import CommandContext, Registry, Subcommand
 
@@ -10,7 +13,6 @@ from bot.registry import CommandContext, Registry, Subcommand
 # each capability's module replaces its entry when it lands.
 PLANNED = [
     ("research", "research <question>", "Research the web and answer with citations", ("SERPER_API_KEY",)),
-    ("models", "models", "Show the model routes and which are reachable", ()),
     ("memory search", "memory search <query>", "Search what Sophia remembers", ()),
     ("memory forget", "memory forget", "Forget everything Sophia remembers about you", ()),
     ("index", "index <owner/repo>", "Index a GitHub repository for questions", ("GITHUB_TOKEN",)),
@@ -83,10 +85,37 @@ def register_core_commands(registry: Registry) -> None:
 
     registry.add_subcommand(Subcommand("help", "help", "Show this list", run_help))
     registry.add_subcommand(
+        Subcommand(
+            "models", "models", "Model routes, whether each is reachable, today's spend", run_models
+        )
+    )
+    registry.add_subcommand(
         Subcommand("ask", "ask [--model <route>] <text>", "Ask a question (optionally pick the model route)", run_ask)
     )  # fmt: skip
     for name, usage, summary, needs in PLANNED:
         registry.add_subcommand(Subcommand(name, usage, summary, None, needs))
+
+
+async def run_models(ctx: CommandContext) -> None:
+    """`/sophia models`: the route table with reachability and today's use per route."""
+    models, config = ctx.core.models, ctx.core.config
+    usage = await ctx.core.requests.usage_by_route(since=utc_midnight(time.time()))
+    lines = ["*Model routes* (today, UTC)"]
+    for route in ROUTES:
+        reachable = "✅ key present" if models.has_credentials(route) else "⚠️ no key"
+        n, tokens, cost = usage.get(route, (0, 0, 0.0))
+        lines.append(
+            f"• *{route}* — `{models.model_for(route)}` — {reachable} — "
+            f"{n} request{'s' * (n != 1)}, {tokens:,} tokens, ${cost:.4f}"
+        )
+    caps = []
+    if config.daily_budget_usd is not None:
+        caps.append(f"workspace ${config.daily_budget_usd:.2f}/day")
+    if config.user_daily_budget_usd is not None:
+        caps.append(f"per person ${config.user_daily_budget_usd:.2f}/day")
+    lines.append("Budgets: " + (", ".join(caps) if caps else "none set"))
+    lines.append("Pick a route yourself with `/sophia ask --model <route> …`.")
+    await ctx.reply_private("\n".join(lines))
 
 
 def not_available_text(sub: Subcommand) -> str:

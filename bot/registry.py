@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import aiohttp
 
+    from bot.core.orchestrator import Orchestrator
     from bot.settings import Settings
 
 
@@ -23,6 +24,7 @@ class CommandContext(Protocol):
     channel: str
     args: str  # the text after the subcommand's name
     private: bool  # typed in a DM
+    core: Orchestrator  # models, request log, tools
 
     async def reply_private(self, text: str) -> None:
         """Tell only the person who typed the command (ephemeral in Slack)."""

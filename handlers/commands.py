@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import help_text, not_available_text
+from bot.core.orchestrator import Orchestrator
 from bot.core.types import Request
 from bot.redact import redact
 from handlers.conversation import answer
@@ -38,6 +39,11 @@ class SlackCommandContext:
     team: str | None
     args: str
     private: bool
+
+    @property
+    def core(self) -> Orchestrator:
+        """The orchestration core (models, request log)."""
+        return self.deps.core
 
     async def reply_private(self, text: str) -> None:
         """Ephemeral reply through the command's response_url (works in any channel)."""

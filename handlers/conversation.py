@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.types import Reply, Request, StepStatus, Turn
 from handlers.deps import Deps
 from handlers.render import SlackReply, Target, footer_for
+from handlers.slack_tools import thread_history_tool
 
 log = logging.getLogger("sophia.handlers")
 
@@ -28,6 +29,13 @@ async def answer(
 ) -> Reply | None:
     """Run one request and render it into Slack; never raises, never shows a trace."""
     reply_view = SlackReply(client, target, stream=stream)
+    if target.thread_ts:
+        request.tools.append(
+            thread_history_tool(
+                client, channel=target.channel, thread_ts=target.thread_ts,
+                bot_user_id=deps.bot_user_id, bot_id=deps.bot_id,
+            )
+        )  # fmt: skip
     try:
         await reply_view.open()
         deps.metrics.inc("sophia_first_output_total", mode=reply_view.mode)

@@ -133,13 +133,16 @@ class LiteLLMModels:
         windows = {route: self.context_window(route) for route in present}
         longer = []
         for route in present:
+            # Known larger windows first, smallest first; then routes whose window is unknown
+            # (a local server's model), which may well be larger.
             mine = windows[route] or 0
-            bigger = sorted(
+            known = sorted(
                 (r for r in present if r != route and (windows[r] or 0) > mine),
                 key=lambda r: windows[r] or 0,
             )
-            if bigger:
-                longer.append({route: bigger})
+            unknown = [r for r in ROUTES if r in present and r != route and windows[r] is None]
+            if known or unknown:
+                longer.append({route: known + [r for r in unknown if r not in known]})
         return litellm.Router(
             model_list=model_list,
             fallbacks=fallbacks,

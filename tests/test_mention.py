@@ -96,3 +96,18 @@ async def test_a_long_answer_is_split_into_pieces_within_slack_limits(sophia, sl
     assert "".join(m["text"] for m in replies) == answer
     for m in replies[:-1]:
         assert m["text"].endswith("\n\n")
+
+
+async def test_the_model_can_read_the_whole_thread_with_a_tool(sophia, slack, llm):
+    from tests.fakes.llm import ToolCalls
+
+    root = slack.add_message("C0CHAN", user="U0ALICE", text="The incident started at 09:12.")
+    llm.script(ToolCalls([("slack_thread_history", {})]), Text("It started at 09:12."))
+    await slack.push_event(mention("when did it start?", thread_ts=root))
+    [stop] = await slack.wait_for_call("chat.stopStream")
+    assert "It started at 09:12." in slack.message("C0CHAN", stop.args["ts"])["text"]
+    tool_result = answer_requests(llm)[-1]["messages"][-1]
+    assert (
+        tool_result["role"] == "tool"
+        and "U0ALICE: The incident started at 09:12." in tool_result["content"]
+    )

@@ -71,3 +71,15 @@ async def test_ask_where_sophia_is_not_a_member_explains_how_to_invite(sophia, s
     slack.fail("chat.postMessage", error="not_in_channel")
     text = await ephemeral(slack, "ask hello there")
     assert "/invite @Sophia" in text
+
+
+async def test_models_shows_routes_reachability_and_todays_spend(sophia, slack, llm):
+    await slack.push_slash_command("ask --model coding write a haiku about tests")
+    await slack.wait_for_call("chat.stopStream")
+    text = await ephemeral(slack, "models")
+    for route in ("reasoning", "coding", "speed", "analysis", "fallback"):
+        assert f"*{route}*" in text
+    assert "key present" in text
+    coding_line = next(line for line in text.splitlines() if "*coding*" in line)
+    assert "1 request," in coding_line
+    assert "Budgets: none set" in text

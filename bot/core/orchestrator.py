@@ -65,6 +65,21 @@ class Orchestrator:
             max_steps=self._config.max_tool_steps,
         )
 
+    @property
+    def models(self) -> ModelClient:
+        """The model routes this core answers with."""
+        return self._models
+
+    @property
+    def requests(self) -> RequestLog:
+        """The request log (spend, usage)."""
+        return self._requests
+
+    @property
+    def config(self) -> CoreConfig:
+        """The core's settings."""
+        return self._config
+
     async def handle(self, request: Request, progress: Progress) -> Reply:
         """Answer one request; failures become a plain-language `Reply.error`, never a raise."""
         started = time.perf_counter()

@@ -76,6 +76,10 @@ class RequestLog(Protocol):
         """US dollars spent on models since `since` (epoch seconds), for everyone or one user."""
         ...
 
+    async def usage_by_route(self, *, since: float) -> dict[str, tuple[int, int, float]]:
+        """Per route since `since`: (requests, tokens, dollars)."""
+        ...
+
 
 class ApprovalGate(Protocol):
     """Where a side-effect tool call goes instead of running: a human must approve it."""

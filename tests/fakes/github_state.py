@@ -24,6 +24,17 @@ Flat = dict[str, tuple[str, str]]  # path -> (mode, blob sha): a tree flattened 
 BLOB_MODES = {"100644", "100755", "120000"}
 TREE_MODE = "040000"
 GOOD_CONCLUSIONS = {"success", "neutral", "skipped"}
+URL_TEMPLATES = {
+    "branches": "branches{/branch}",
+    "pulls": "pulls{/number}",
+    "contents": "contents/{+path}",
+    "git_refs": "git/refs{/sha}",
+    "git_commits": "git/commits{/sha}",
+    "trees": "git/trees{/sha}",
+    "blobs": "git/blobs{/sha}",
+    "statuses": "statuses/{sha}",
+    "commits": "commits{/sha}",
+}
 
 
 class ApiError(Exception):
@@ -709,12 +720,8 @@ class Wire:
             "allow_auto_merge": False,
             "delete_branch_on_merge": repo.delete_branch_on_merge,
         }
-        templates = "branches{/branch} pulls{/number} contents/{+path} git/refs{/sha} "
-        templates += "git/trees{/sha} git/blobs{/sha} statuses/{sha} commits{/sha}"
-        for tail in templates.split():
-            data[tail.split("{")[0].replace("/", "_").removeprefix("git_").rstrip("_") + "_url"] = (
-                f"{url}/{tail}"
-            )
+        for key, tail in URL_TEMPLATES.items():
+            data[f"{key}_url"] = f"{url}/{tail}"
         return data
 
     def git_commit(self, repo: Repo, commit: GitCommit) -> dict[str, Any]:
