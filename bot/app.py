@@ -22,15 +22,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.commands import register_core_commands
+from bot.core.approvals import Approvals
 from bot.core.errors import ConfigError
 from bot.core.orchestrator import CoreConfig, Orchestrator
+from bot.core.ports import ApprovalGate
 from bot.doctor import register_core_checks
 from bot.health import HealthServer
 from bot.metrics import Metrics
 from bot.redact import redact
 from bot.registry import Registry
+from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
+from handlers.approvals import SlackApprovalGate, SlackApprovers, expiry_loop, report_reconciled
+from integrations import github_capability
+from integrations.github import GitHub, MergeExecutor
 from integrations.llm import LiteLLMModels, warm_up
 
 log = logging.getLogger("sophia")
@@ -85,10 +91,15 @@ def core_config(settings: Settings) -> CoreConfig:
     )
 
 
-def build_core(settings: Settings, store: Store) -> Orchestrator:
+def build_core(
+    settings: Settings, store: Store, approvals: ApprovalGate | None = None
+) -> Orchestrator:
     """The orchestration core with this build's model access and tools."""
     return Orchestrator(
-        models=LiteLLMModels(settings), requests=store, config=core_config(settings)
+        models=LiteLLMModels(settings),
+        requests=store,
+        approvals=approvals,
+        config=core_config(settings),
     )
 
 
@@ -97,6 +108,7 @@ def build_registry() -> Registry:
     registry = Registry()
     register_core_commands(registry)
     register_core_checks(registry)
+    github_capability.register_check(registry)
     return registry
 
 
@@ -152,6 +164,7 @@ class Sophia:
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
     _lock: DataDirLock | None = field(default=None, init=False)
     _warm: asyncio.Task[None] | None = field(default=None, init=False)
+    _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open state, connect to Slack over Socket Mode, and start the health endpoint."""
@@ -174,11 +187,24 @@ class Sophia:
             ],
         )
         auth = await client.auth_test()
-        core = build_core(settings, store)
+        token = settings.github_token.get_secret_value() if settings.github_token else None
+        github = GitHub(token=token, base_url=settings.github_api_url)
+        approvers = SlackApprovers(client, settings.approvers)
+        approvals = Approvals(
+            store, is_approver=approvers, ttl_s=settings.approval_ttl.total_seconds(),
+            allow_self_approval=settings.allow_self_approval,
+        )  # fmt: skip
+        approvals.register("github.merge", MergeExecutor(github, method=settings.merge_method))
+        gate = SlackApprovalGate(client)
+        core = build_core(settings, store, approvals=gate)
+        services = Services(core=core, approvals=approvals, github=github)
+        github_capability.install(self.registry, core.tools, services)
         self.deps = handlers.Deps(
             settings=settings, core=core, store=store, registry=self.registry, metrics=self.metrics,
-            bot_user_id=auth.get("user_id"), bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
+            services=services, approvers=approvers, bot_user_id=auth.get("user_id"),
+            bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
         )  # fmt: skip
+        gate.deps = self.deps
         self.app = AsyncApp(client=client, logger=logging.getLogger("sophia.bolt"))
         handlers.register(self.app, self.deps)
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
@@ -193,6 +219,10 @@ class Sophia:
             port=settings.health_port, ready=self.ready, metrics=self._metrics_text
         )
         await self.health.start()
+        # Actions interrupted by a crash or restart are finished (or found done) and reported.
+        for outcome in await approvals.reconcile():
+            await report_reconciled(client, outcome)
+        self._sweeper = asyncio.create_task(expiry_loop(self.deps, client))
         # litellm takes seconds to import; do it now, off the event loop, not on the first question.
         self._warm = asyncio.create_task(asyncio.to_thread(warm_up))
         log.info(
@@ -222,6 +252,8 @@ class Sophia:
             cut = await self.deps.inflight.drain(grace)
             if cut:
                 log.warning("shutdown cut off in-flight replies", extra={"count": cut})
+        if self._sweeper:
+            self._sweeper.cancel()
         if self._warm:
             await self._warm
         if self.health:

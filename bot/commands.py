@@ -17,7 +17,7 @@ PLANNED = [
     ("memory forget", "memory forget", "Forget everything Sophia remembers about you", ()),
     ("index", "index <owner/repo>", "Index a GitHub repository for questions", ("GITHUB_TOKEN",)),
     ("pr open", "pr open <owner/repo> <what to change>", "Open a pull request with a change", ("GITHUB_TOKEN",)),
-    ("pr merge", "pr merge <owner/repo>#<n>", "Ask to merge a pull request (needs approval)", ("GITHUB_TOKEN",)),
+    ("pr merge", "pr merge <owner/repo>#<n>", "Ask to merge a pull request (needs approval)", ("GITHUB_TOKEN",)),  # replaced when GitHub is wired
     ("deploy", "deploy <fly-app> [image]", "Ask to deploy a Fly.io app (needs approval)", ("FLY_API_TOKEN",)),
     ("fly status", "fly status <app>", "Show a Fly.io app's machines and checks", ("FLY_API_TOKEN",)),
     ("fly secrets", "fly secrets <app>", "List a Fly.io app's secret names", ("FLY_API_TOKEN",)),
@@ -30,8 +30,6 @@ PLANNED = [
     ("config", "config", "Channel settings (channel managers and admins)", ()),
     ("usage", "usage", "Requests, tokens and spend", ()),
     ("jobs", "jobs", "Your running and recent jobs", ()),
-    ("approvals", "approvals", "Requests waiting for your approval", ()),
-    ("audit", "audit [n]", "The latest approval decisions (approvers)", ()),
 ]  # fmt: skip
 
 
@@ -92,6 +90,12 @@ def register_core_commands(registry: Registry) -> None:
     registry.add_subcommand(
         Subcommand("ask", "ask [--model <route>] <text>", "Ask a question (optionally pick the model route)", run_ask)
     )  # fmt: skip
+    registry.add_subcommand(
+        Subcommand("approvals", "approvals", "Requests waiting for your approval", run_approvals)
+    )
+    registry.add_subcommand(
+        Subcommand("audit", "audit [n]", "The latest approval decisions (approvers)", run_audit)
+    )
     for name, usage, summary, needs in PLANNED:
         registry.add_subcommand(Subcommand(name, usage, summary, None, needs))
 
@@ -115,6 +119,44 @@ async def run_models(ctx: CommandContext) -> None:
         caps.append(f"per person ${config.user_daily_budget_usd:.2f}/day")
     lines.append("Budgets: " + (", ".join(caps) if caps else "none set"))
     lines.append("Pick a route yourself with `/sophia ask --model <route> …`.")
+    await ctx.reply_private("\n".join(lines))
+
+
+async def run_approvals(ctx: CommandContext) -> None:
+    """`/sophia approvals`: pending requests this person may decide."""
+    approvals = ctx.services.approvals
+    pending = await approvals.pending_for(ctx.user) if approvals else []
+    if not pending:
+        await ctx.reply_private("Nothing is waiting for your approval.")
+        return
+    lines = [f"*Waiting for your approval* ({len(pending)})"]
+    for request in pending:
+        where = f" in <#{request.channel}>" if request.channel else ""
+        lines.append(
+            f"• `{request.id}` {request.summary} — {request.target}{where} (asked by <@{request.requester}>)"
+        )
+    await ctx.reply_private("\n".join(lines))
+
+
+async def run_audit(ctx: CommandContext) -> None:
+    """`/sophia audit [n]`: the latest decisions and executions, for approvers only."""
+    approvals = ctx.services.approvals
+    if approvals is None or not await approvals.is_approver(ctx.user):
+        await ctx.reply_private("Only approvers (SOPHIA_APPROVERS) can read the audit log.")
+        return
+    arg = ctx.args.strip()
+    limit = min(int(arg), 200) if arg.isdigit() else 20
+    entries = await approvals.audit_log(limit)
+    if not entries:
+        await ctx.reply_private("The audit log is empty.")
+        return
+    lines = [f"*Audit log* (latest {len(entries)})"]
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"]))
+        who = "Sophia" if e["user_id"] == "sophia" else f"<@{e['user_id']}>"
+        lines.append(
+            f"• {when} UTC · `{e['approval_id']}` · {who} · {e['action']} → {e['outcome']}"
+        )
     await ctx.reply_private("\n".join(lines))
 
 

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import aiohttp
 
+    from bot.core.approvals import ApprovalRequest
     from bot.core.orchestrator import Orchestrator
+    from bot.services import Services
     from bot.settings import Settings
 
 
@@ -25,6 +27,7 @@ class CommandContext(Protocol):
     args: str  # the text after the subcommand's name
     private: bool  # typed in a DM
     core: Orchestrator  # models, request log, tools
+    services: Services  # approvals, GitHub, … (what this Sophia has)
 
     async def reply_private(self, text: str) -> None:
         """Tell only the person who typed the command (ephemeral in Slack)."""
@@ -32,6 +35,10 @@ class CommandContext(Protocol):
 
     async def answer(self, text: str, *, route: str | None = None) -> None:
         """Run `text` as a request, visibly, with progress and the answer in a thread."""
+        ...
+
+    async def post_approval(self, request: ApprovalRequest) -> None:
+        """Show a stored approval request with its Approve / Reject buttons."""
         ...
 
 

@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     )
     allow_self_approval: bool = Field(False, validation_alias=_env("SOPHIA_ALLOW_SELF_APPROVAL"))
     admins: IdList = Field(default_factory=list, validation_alias=_env("SOPHIA_ADMINS"))
+    merge_method: str = Field("squash", validation_alias=_env("SOPHIA_MERGE_METHOD"))
 
     # Operations
     log_format: str = Field("text", validation_alias=_env("SOPHIA_LOG_FORMAT"))
@@ -133,6 +134,14 @@ class Settings(BaseSettings):
     shutdown_grace: Duration = Field(
         timedelta(seconds=10), validation_alias=_env("SOPHIA_SHUTDOWN_GRACE")
     )
+
+    @field_validator("merge_method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("squash", "merge", "rebase"):
+            raise ValueError("SOPHIA_MERGE_METHOD must be squash, merge or rebase")
+        return value
 
     @field_validator("log_format")
     @classmethod

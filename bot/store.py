@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.core.approvals import ApprovalRequest, ApprovalState, request_to_row, row_to_request
 from bot.core.errors import ConfigError
 from bot.core.types import RequestRecord
 
@@ -44,7 +45,41 @@ CREATE TABLE IF NOT EXISTS requests (
     text TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_by_user ON requests (user_id, at);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    params TEXT NOT NULL,
+    bound_version TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    channel TEXT,
+    thread_ts TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    link TEXT,
+    message_ts TEXT,
+    decided_by TEXT,
+    decided_at REAL,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    approval_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
 """
+_APPROVAL_COLUMNS = (
+    "id", "kind", "target", "params", "bound_version", "summary", "requester", "channel",
+    "thread_ts", "created_at", "expires_at", "state", "facts", "link", "message_ts",
+    "decided_by", "decided_at", "result",
+)  # fmt: skip
 
 # Slack redelivers for up to ~30 minutes; a day of event ids is plenty to dedupe against.
 EVENT_RETENTION_S = 86_400
@@ -156,6 +191,55 @@ class Store:
             (since,),
         )
         return {route: (n, int(tokens or 0), float(cost or 0)) for route, n, tokens, cost in rows}
+
+    # -- approvals (see bot/core/approvals.py) ----------------------------------------------
+
+    async def save_approval(self, request: ApprovalRequest) -> None:
+        """Insert or overwrite a request."""
+        row = request_to_row(request)
+        columns = ", ".join(_APPROVAL_COLUMNS)
+        marks = ", ".join("?" for _ in _APPROVAL_COLUMNS)
+        sql = f"INSERT OR REPLACE INTO approvals ({columns}) VALUES ({marks})"
+        await self._run(lambda: self._db().execute(sql, [row[c] for c in _APPROVAL_COLUMNS]))
+
+    async def load_approval(self, approval_id: str) -> ApprovalRequest | None:
+        """A request by id, or None."""
+        rows = await self._select("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        return row_to_request(rows[0]) if rows else None
+
+    async def transition(
+        self, approval_id: str, frm: ApprovalState, to: ApprovalState, **fields: Any
+    ) -> bool:
+        """Move a request from one state to another atomically; False if it was not in `frm`."""
+        sets = ", ".join(["state = ?", *(f"{name} = ?" for name in fields)])
+        sql = f"UPDATE approvals SET {sets} WHERE id = ? AND state = ?"
+        args = [to.value, *fields.values(), approval_id, frm.value]
+        cursor = await self._run(lambda: self._db().execute(sql, args))
+        return cursor.rowcount == 1
+
+    async def approvals_in(self, states: set[ApprovalState]) -> list[ApprovalRequest]:
+        """Requests in any of the given states, oldest first."""
+        marks = ", ".join("?" for _ in states)
+        sql = f"SELECT * FROM approvals WHERE state IN ({marks}) ORDER BY created_at"
+        return [row_to_request(r) for r in await self._select(sql, tuple(s.value for s in states))]
+
+    async def audit(self, *, approval_id: str, user: str, action: str, outcome: str) -> None:
+        """Append to the audit log: every click, accepted or refused, and every execution."""
+        sql = "INSERT INTO audit (at, approval_id, user_id, action, outcome) VALUES (?, ?, ?, ?, ?)"
+        args = (time.time(), approval_id, user, action, outcome)
+        await self._run(lambda: self._db().execute(sql, args))
+
+    async def audit_log(self, limit: int) -> list[dict[str, Any]]:
+        """The latest audit entries, newest first."""
+        return await self._select("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+
+    async def _select(self, sql: str, args: tuple) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            cursor = self._db().execute(sql, args)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return await self._run(run)
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query (for /healthz)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import commands, events
+from handlers import approvals, commands, events
 from handlers.deps import Deps, Inflight
 
 __all__ = ["Deps", "Inflight", "register"]
@@ -14,3 +14,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
     """Attach every listener to the Bolt app."""
     events.register(app, deps)
     commands.register(app, deps)
+    approvals.register(app, deps)

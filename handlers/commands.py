@@ -16,9 +16,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import help_text, not_available_text
+from bot.core.approvals import ApprovalRequest
 from bot.core.orchestrator import Orchestrator
 from bot.core.types import Request
 from bot.redact import redact
+from bot.services import Services
+from handlers.approvals import post_request
 from handlers.conversation import answer
 from handlers.deps import Deps
 from handlers.events import first_time
@@ -44,6 +47,28 @@ class SlackCommandContext:
     def core(self) -> Orchestrator:
         """The orchestration core (models, request log)."""
         return self.deps.core
+
+    @property
+    def services(self) -> Services:
+        """What this Sophia has wired up."""
+        return self.deps.services
+
+    async def post_approval(self, request: ApprovalRequest) -> None:
+        """Post the request visibly in the channel where the command was typed."""
+        approvers = self.deps.approvers
+        try:
+            await post_request(
+                self.client, self.services.approvals, request,
+                approvers_configured=approvers is not None and approvers.configured,
+            )  # fmt: skip
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
+                await self.reply_private(
+                    "I'm not a member of this conversation, so I can't post the approval request "
+                    "here. Invite me with `/invite @Sophia` and ask again."
+                )
+                return
+            raise
 
     async def reply_private(self, text: str) -> None:
         """Ephemeral reply through the command's response_url (works in any channel)."""

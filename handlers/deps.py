@@ -11,6 +11,7 @@ from typing import Any
 from bot.core.orchestrator import Orchestrator
 from bot.metrics import Metrics
 from bot.registry import Registry
+from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
 
@@ -57,6 +58,8 @@ class Deps:
     store: Store
     registry: Registry
     metrics: Metrics
+    services: Services | None = None
+    approvers: Any = None  # handlers.approvals.SlackApprovers
     bot_user_id: str | None = None
     bot_id: str | None = None
     team_id: str | None = None

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import re
-import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ from multidict import CIMultiDict
 
 from tests.fakes.github_state import (
     ApiError,
-    CheckRun,
     GitHubState,
     Pull,
     Repo,
@@ -66,6 +64,7 @@ class Req:
     query: dict[str, str]
     json: Any
     headers: CIMultiDict
+    url: str  # as received, with any prefix and query
     status: int = 0  # HTTP status the fake answered with
 
 
@@ -116,6 +115,7 @@ class FakeGitHub:
         self.login = login  # the token's user: author of API commits, pulls, merges, statuses
         self.state = GitHubState(login)
         self.requests: list[Req] = []
+        self.errors: list[Exception] = []  # exceptions raised inside the fake's handlers
         self.base_url = ""
         self.rate_limit = 5000
         self._used = 0
@@ -137,6 +137,8 @@ class FakeGitHub:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.errors:
+            raise RuntimeError("a FakeGitHub handler raised") from self.errors[0]
 
     async def __aenter__(self) -> FakeGitHub:
         await self.start()
@@ -268,19 +270,8 @@ class FakeGitHub:
         conclusion: str | None = "success",
     ) -> None:
         """A check run (status queued / in_progress / completed) on a sha or branch."""
-        repo, now = self.repo(full_name), self.state.clock.tick()
-        head, done = repo.commit(sha).sha, status == "completed"
-        run = CheckRun(
-            self.state.next_id(),
-            name,
-            head,
-            status,
-            conclusion if done else None,
-            now,
-            now if done else None,
-            f"{self.base_url}/{repo.full_name}/actions",
-        )
-        repo.check_runs.setdefault(head, []).insert(0, run)
+        repo = self.repo(full_name)
+        self.state.add_check_run(repo, repo.commit(sha).sha, name, status, conclusion)
 
     def set_required_checks(self, full_name: str, branch: str, contexts: list[str]) -> None:
         """Protect ``branch`` requiring these status checks (``[]``: protected, none required)."""
@@ -337,7 +328,8 @@ class FakeGitHub:
         except ValueError:
             body, bad_json = text, True
         query = dict(request.query)
-        req = Req(request.method, unquote(raw), query, body, CIMultiDict(request.headers))
+        headers = CIMultiDict(request.headers)
+        req = Req(request.method, unquote(raw), query, body, headers, str(request.url))
         self.requests.append(req)
         wire = Wire(self.state, f"http://{request.host}{prefix}", self.base_url)
         try:
@@ -347,6 +339,9 @@ class FakeGitHub:
             response = response or await self._route(request.method, Ctx(wire, raw, query, body))
         except ApiError as err:
             response = self._error(err.status, err.message, err.errors)
+        except Exception as exc:  # a bug in the fake: answer 500, and stop() raises it again
+            self.errors.append(exc)
+            response = self._error(500, f"FakeGitHub raised {exc!r}")
         self._used += 1
         response.headers.update(
             {
@@ -518,19 +513,6 @@ class FakeGitHub:
         return _json(ctx.wire.required_checks(ctx.repo, branch))
 
     # -- git references and objects ----------------------------------------------------------
-    def _branch_of(self, ctx: Ctx, ref: Any) -> str:
-        """Branch of ``heads/x`` / ``refs/heads/x``; 422 when it does not exist."""
-        ref = str(ref or "").removeprefix("refs/")
-        if not ref.startswith("heads/") or ref[6:] not in ctx.repo.branches:
-            raise ApiError(422, "Reference does not exist")
-        return ref[6:]
-
-    def _commit_arg(self, ctx: Ctx) -> str:
-        sha = ctx.arg("sha")
-        if not isinstance(sha, str) or sha not in ctx.repo.store.commits:
-            raise ApiError(422, "Object does not exist")
-        return sha
-
     async def _get_ref(self, ctx: Ctx, ref: str) -> web.Response:
         if not ref.startswith("heads/") or ref[6:] not in ctx.repo.branches:
             raise not_found()
@@ -547,40 +529,17 @@ class FakeGitHub:
         return self._page(ctx, [ctx.wire.ref(ctx.repo, b) for b in names])
 
     async def _create_ref(self, ctx: Ctx) -> web.Response:
-        ref = ctx.arg("ref")
-        if not isinstance(ref, str) or not ref.startswith("refs/") or ref.count("/") < 2:
-            raise ApiError(422, "Reference name is invalid")  # must be "refs/<kind>/<name>"
-        if not ref.startswith("refs/heads/"):
-            raise ApiError(422, f"FakeGitHub only supports refs/heads/*, not {ref}")
-        sha, name = self._commit_arg(ctx), ref.removeprefix("refs/heads/")
-        if name in ctx.repo.branches:
-            raise ApiError(422, "Reference already exists")
-        ctx.repo.set_branch(name, sha)
-        return _json(ctx.wire.ref(ctx.repo, name), 201)
+        return _json(ctx.wire.ref(ctx.repo, self.state.create_ref(ctx.repo, ctx.args)), 201)
 
     async def _update_ref(self, ctx: Ctx, ref: str) -> web.Response:
-        name, sha = self._branch_of(ctx, ref), self._commit_arg(ctx)
-        current = ctx.repo.branches[name]
-        if not ctx.arg("force") and current not in ctx.repo.store.ancestors(sha):
-            raise ApiError(422, "Update is not a fast forward")
-        ctx.repo.set_branch(name, sha)
-        return _json(ctx.wire.ref(ctx.repo, name))
+        return _json(ctx.wire.ref(ctx.repo, self.state.update_ref(ctx.repo, ref, ctx.args)))
 
     async def _delete_ref(self, ctx: Ctx, ref: str) -> web.Response:
-        ctx.repo.delete_branch(self._branch_of(ctx, ref), self.state.clock.tick())
+        self.state.delete_ref(ctx.repo, ref)
         return web.Response(status=204)
 
     async def _create_blob(self, ctx: Ctx) -> web.Response:
-        content, encoding = ctx.arg("content"), ctx.arg("encoding", "utf-8")
-        if not isinstance(content, str):
-            raise invalid("Blob", "content", "missing_field")
-        if encoding not in ("utf-8", "utf8", "base64"):
-            raise invalid("Blob", "encoding", "invalid")
-        try:
-            data = base64.b64decode(content) if encoding == "base64" else content.encode()
-        except binascii.Error as exc:
-            raise invalid("Blob", "content", "invalid") from exc
-        sha = ctx.repo.store.put_blob(data)
+        sha = self.state.create_blob(ctx.repo, ctx.args)
         return _json({"sha": sha, "url": f"{ctx.wire.repo_url(ctx.repo)}/git/blobs/{sha}"}, 201)
 
     async def _get_blob(self, ctx: Ctx, sha: str) -> web.Response:
@@ -603,18 +562,8 @@ class FakeGitHub:
         return _json(ctx.wire.tree(ctx.repo, sha, recursive))
 
     async def _create_commit(self, ctx: Ctx) -> web.Response:
-        store, message, tree = ctx.repo.store, ctx.arg("message"), ctx.arg("tree")
-        parents = ctx.arg("parents", [])
-        if not isinstance(message, str):
-            raise invalid("Commit", "message", "missing_field")
-        if tree not in store.trees:
-            raise ApiError(422, "Tree SHA does not exist")
-        if not isinstance(parents, list) or any(p not in store.commits for p in parents):
-            raise ApiError(422, "Parent SHA does not exist or is not a commit object")
-        author = self.state.person(self.login) | (ctx.arg("author") or {})
-        committer = author | (ctx.arg("committer") or {})
-        sha = store.put_commit(tree, parents, message, author, committer)
-        return _json(ctx.wire.git_commit(ctx.repo, store.commits[sha]), 201)
+        sha = self.state.create_commit(ctx.repo, ctx.args)
+        return _json(ctx.wire.git_commit(ctx.repo, ctx.repo.store.commits[sha]), 201)
 
     async def _get_git_commit(self, ctx: Ctx, sha: str) -> web.Response:
         if sha not in ctx.repo.store.commits:
@@ -704,17 +653,7 @@ class FakeGitHub:
         return pull
 
     async def _list_pulls(self, ctx: Ctx) -> web.Response:
-        q, pulls = ctx.query, list(ctx.repo.pulls.values())
-        pulls = [p for p in pulls if q.get("state", "open") in ("all", p.state)]
-        if ":" in q.get("head", ""):  # like GitHub, ignore a head filter without "owner:"
-            owner, _, branch = q["head"].partition(":")
-            mine = owner.lower() == ctx.repo.owner.lower()
-            pulls = [p for p in pulls if mine and p.head == branch]
-        pulls = [p for p in pulls if q.get("base", p.base) == p.base]
-        by_updated = q.get("sort") in ("updated", "long-running")
-        pulls.sort(key=lambda p: p.updated_at if by_updated else p.created_at)
-        if q.get("direction", "desc") == "desc":
-            pulls.reverse()
+        pulls = ctx.repo.list_pulls(ctx.query)
         return self._page(ctx, [ctx.wire.pull(ctx.repo, p, full=False) for p in pulls])
 
     async def _create_pull(self, ctx: Ctx) -> web.Response:
@@ -733,21 +672,9 @@ class FakeGitHub:
         return _json(ctx.wire.pull(ctx.repo, self._pull(ctx, number)))
 
     async def _edit_pull(self, ctx: Ctx, number: str) -> web.Response:
-        pull, now, repo = self._pull(ctx, number), self.state.clock.tick(), ctx.repo
-        for key in ("title", "body"):
-            if isinstance(ctx.arg(key), str):
-                setattr(pull, key, ctx.arg(key))
-        if ctx.arg("base") is not None:
-            if ctx.arg("base") not in repo.branches:
-                raise invalid("PullRequest", "base", "invalid")
-            pull.base, pull.base_sha = ctx.arg("base"), repo.branches[ctx.arg("base")]
-        state = ctx.arg("state")
-        if state in ("open", "closed") and state != pull.state:
-            if pull.merged:
-                raise invalid("PullRequest", "state", "custom", message="pull request is merged")
-            pull.state, pull.closed_at = state, now if state == "closed" else None
-        pull.updated_at = now
-        return _json(ctx.wire.pull(repo, pull))
+        pull = self._pull(ctx, number)
+        self.state.edit_pull(ctx.repo, pull, ctx.args)
+        return _json(ctx.wire.pull(ctx.repo, pull))
 
     async def _pull_files(self, ctx: Ctx, number: str) -> web.Response:
         pull = self._pull(ctx, number)
@@ -783,34 +710,6 @@ class FakeGitHub:
 
     # -- search ------------------------------------------------------------------------------
     async def _search_code(self, ctx: Ctx) -> web.Response:
-        """Case-insensitive substring search over default-branch files. Qualifiers: repo, org,
-        user, path, filename, extension, in:path; others (language, ...) are ignored."""
-        q = ctx.query.get("q", "")
-        try:
-            tokens = shlex.split(q)
-        except ValueError:
-            tokens = q.split()
-        is_qual = re.compile(r"^[a-z]+:.").match
-        quals = dict(t.split(":", 1) for t in tokens if is_qual(t))
-        text = " ".join(t for t in tokens if not is_qual(t)).lower()
-        if not text and not quals:
-            raise invalid("Search", "q", "missing")
-        owner = (quals.get("org") or quals.get("user") or "").lower()
-        items = []
-        for repo in sorted(self.state.repos.values(), key=lambda r: r.full_name):
-            if quals.get("repo", repo.full_name).lower() != repo.full_name.lower():
-                continue
-            if owner and repo.owner.lower() != owner:
-                continue
-            files = repo.store.files_of(repo.branches[repo.default_branch])
-            for path, (_, sha) in sorted(files.items()):
-                name = path.rsplit("/", 1)[-1]
-                haystack = path if quals.get("in") == "path" else repo.store.text(sha)
-                if (
-                    text in haystack.lower()
-                    and quals.get("filename", name) == name
-                    and ("extension" not in quals or name.endswith(f".{quals['extension']}"))
-                    and path.startswith(quals.get("path", "").strip("/"))
-                ):
-                    items.append(ctx.wire.search_item(repo, path, sha))
+        hits = self.state.search_code(ctx.query.get("q", ""))
+        items = [ctx.wire.search_item(repo, path, sha) for repo, path, sha in hits]
         return self._page(ctx, items, "items", incomplete_results=False)

@@ -11,9 +11,12 @@ loop, so nothing locks.
 from __future__ import annotations
 
 import base64
+import binascii
 import difflib
 import hashlib
 import itertools
+import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -250,7 +253,7 @@ class CheckRun:
     status: str
     conclusion: str | None
     started_at: datetime
-    completed_at: datetime | None
+    completed_at: datetime | None = None
     details_url: str | None = None
     title: str | None = None
     summary: str | None = None
@@ -338,6 +341,18 @@ class Repo:
         for pull in self.pulls.values():  # GitHub closes pull requests whose branch is gone
             if pull.state == "open" and name in (pull.head, pull.base):
                 pull.state, pull.closed_at, pull.updated_at = "closed", now, now
+
+    def list_pulls(self, query: dict[str, str]) -> list[Pull]:
+        """``GET pulls`` filtering and order (state, head ``owner:branch``, base, sort)."""
+        pulls = [p for p in self.pulls.values() if query.get("state", "open") in ("all", p.state)]
+        if ":" in query.get("head", ""):  # like GitHub, ignore a head filter without "owner:"
+            owner, _, branch = query["head"].partition(":")
+            mine = owner.lower() == self.owner.lower()
+            pulls = [p for p in pulls if mine and p.head == branch]
+        pulls = [p for p in pulls if query.get("base", p.base) == p.base]
+        by_updated = query.get("sort") in ("updated", "long-running")
+        pulls.sort(key=lambda p: p.updated_at if by_updated else p.created_at)
+        return pulls[::-1] if query.get("direction", "desc") == "desc" else pulls
 
     # -- pull request computations -------------------------------------------------------
     def pull_commits(self, pull: Pull) -> list[str]:
@@ -471,6 +486,75 @@ class GitHubState:
         who = self.person(login)
         return repo.store.put_commit(tree, [parent] if parent else [], message, who, who)
 
+    # -- git data API --------------------------------------------------------------------
+    @staticmethod
+    def _branch_of(repo: Repo, ref: Any) -> str:
+        """Branch of ``heads/x`` / ``refs/heads/x``; 422 when it does not exist."""
+        ref = str(ref or "").removeprefix("refs/")
+        if not ref.startswith("heads/") or ref[6:] not in repo.branches:
+            raise ApiError(422, "Reference does not exist")
+        return ref[6:]
+
+    @staticmethod
+    def _commit_arg(repo: Repo, args: dict) -> str:
+        sha = args.get("sha")
+        if not isinstance(sha, str) or sha not in repo.store.commits:
+            raise ApiError(422, "Object does not exist")
+        return sha
+
+    def create_ref(self, repo: Repo, args: dict) -> str:
+        """``POST git/refs`` (branches only); returns the branch name."""
+        ref = args.get("ref")
+        if not isinstance(ref, str) or not ref.startswith("refs/") or ref.count("/") < 2:
+            raise ApiError(422, "Reference name is invalid")  # must be "refs/<kind>/<name>"
+        if not ref.startswith("refs/heads/"):
+            raise ApiError(422, f"FakeGitHub only supports refs/heads/*, not {ref}")
+        sha, name = self._commit_arg(repo, args), ref.removeprefix("refs/heads/")
+        if name in repo.branches:
+            raise ApiError(422, "Reference already exists")
+        repo.set_branch(name, sha)
+        return name
+
+    def update_ref(self, repo: Repo, ref: str, args: dict) -> str:
+        """``PATCH git/refs/heads/x``: fast-forward only unless ``force``."""
+        name, sha = self._branch_of(repo, ref), self._commit_arg(repo, args)
+        if not args.get("force") and repo.branches[name] not in repo.store.ancestors(sha):
+            raise ApiError(422, "Update is not a fast forward")
+        repo.set_branch(name, sha)
+        return name
+
+    def delete_ref(self, repo: Repo, ref: str) -> None:
+        repo.delete_branch(self._branch_of(repo, ref), self.clock.tick())
+
+    def create_blob(self, repo: Repo, args: dict) -> str:
+        content, encoding = args.get("content"), args.get("encoding", "utf-8")
+        if not isinstance(content, str):
+            raise invalid("Blob", "content", "missing_field")
+        if encoding not in ("utf-8", "utf8", "base64"):
+            raise invalid("Blob", "encoding", "invalid")
+        try:
+            raw = "".join(content.split())
+            data = (
+                base64.b64decode(raw, validate=True) if encoding == "base64" else content.encode()
+            )
+        except binascii.Error as exc:
+            raise invalid("Blob", "content", "invalid") from exc
+        return repo.store.put_blob(data)
+
+    def create_commit(self, repo: Repo, args: dict) -> str:
+        """``POST git/commits``: author/committer default to the token's user, now."""
+        store, message, tree = repo.store, args.get("message"), args.get("tree")
+        parents = args.get("parents", [])
+        if not isinstance(message, str):
+            raise invalid("Commit", "message", "missing_field")
+        if tree not in store.trees:
+            raise ApiError(422, "Tree SHA does not exist")
+        if not isinstance(parents, list) or any(p not in store.commits for p in parents):
+            raise ApiError(422, "Parent SHA does not exist or is not a commit object")
+        author = self.person(self.login) | (args.get("author") or {})
+        committer = author | (args.get("committer") or {})
+        return store.put_commit(tree, parents, message, author, committer)
+
     def create_tree(self, repo: Repo, entries: Any, base: Any) -> str:
         """``POST git/trees``: entries overwrite ``base`` paths, ``sha: null`` deletes a path,
         ``content`` stores a new blob, a ``tree`` entry replaces a whole directory."""
@@ -594,6 +678,62 @@ class GitHubState:
         repo.statuses.setdefault(sha, []).insert(0, status)
         return status
 
+    def add_check_run(self, repo: Repo, sha: str, name: str, status: str, conclusion: Any) -> None:
+        now, done = self.clock.tick(), status == "completed"
+        run = CheckRun(self.next_id(), name, sha, status, conclusion if done else None, now)
+        run.completed_at = now if done else None
+        repo.check_runs.setdefault(sha, []).insert(0, run)
+
+    def edit_pull(self, repo: Repo, pull: Pull, args: dict) -> None:
+        """``PATCH pulls/{n}``: title, body, base, state (open/closed)."""
+        now = self.clock.tick()
+        for key in ("title", "body"):
+            if isinstance(args.get(key), str):
+                setattr(pull, key, args[key])
+        if args.get("base") is not None:
+            if args["base"] not in repo.branches:
+                raise invalid("PullRequest", "base", "invalid")
+            pull.base, pull.base_sha = args["base"], repo.branches[args["base"]]
+        state = args.get("state")
+        if state in ("open", "closed") and state != pull.state:
+            if pull.merged:
+                raise invalid("PullRequest", "state", "custom", message="pull request is merged")
+            pull.state, pull.closed_at = state, now if state == "closed" else None
+        pull.updated_at = now
+
+    def search_code(self, q: str) -> list[tuple[Repo, str, str]]:
+        """(repo, path, blob sha) of default-branch files containing the text of ``q``
+        (case-insensitive). Qualifiers: repo, org, user, path, filename, extension, in:path;
+        others (language, ...) are ignored."""
+        try:
+            tokens = shlex.split(q)
+        except ValueError:
+            tokens = q.split()
+        is_qualifier = re.compile(r"^[a-z]+:.").match
+        quals = dict(t.split(":", 1) for t in tokens if is_qualifier(t))
+        text = " ".join(t for t in tokens if not is_qualifier(t)).lower()
+        if not text and not quals:
+            raise invalid("Search", "q", "missing")
+        owner = (quals.get("org") or quals.get("user") or "").lower()
+        hits = []
+        for repo in sorted(self.repos.values(), key=lambda r: r.full_name):
+            if quals.get("repo", repo.full_name).lower() != repo.full_name.lower():
+                continue
+            if owner and repo.owner.lower() != owner:
+                continue
+            files = repo.store.files_of(repo.branches[repo.default_branch])
+            for path, (_, sha) in sorted(files.items()):
+                name = path.rsplit("/", 1)[-1]
+                haystack = path if quals.get("in") == "path" else repo.store.text(sha)
+                if (
+                    text in haystack.lower()
+                    and quals.get("filename", name) == name
+                    and ("extension" not in quals or name.endswith(f".{quals['extension']}"))
+                    and path.startswith(quals.get("path", "").strip("/"))
+                ):
+                    hits.append((repo, path, sha))
+        return hits
+
     def merge_pull(self, repo: Repo, pull: Pull, args: dict) -> str:
         """``PUT pulls/{n}/merge``: GitHub's checks in order, then the base branch moves."""
         sha, method = args.get("sha"), args.get("merge_method") or "merge"
@@ -602,6 +742,8 @@ class GitHubState:
             raise ApiError(405, "Pull Request is not mergeable")
         if sha is not None and sha != pull.head_sha:
             raise ApiError(409, "Head branch was modified. Review and try the merge again.")
+        if pull.draft:
+            raise ApiError(405, "Pull Request is still a draft")
         if method not in ("merge", "squash", "rebase"):
             raise invalid("PullRequest", "merge_method", "invalid", value=method)
         setting = {"merge": "merge_commit", "squash": "squash_merge", "rebase": "rebase_merge"}

@@ -57,7 +57,11 @@ async def error(fn: Callable[[], Any]) -> GithubException:
 async def test_branch_commit_pull_and_merge(fake: FakeGitHub) -> None:
     gh = client(fake)
     repo: Repository = await sync(lambda: gh.get_repo("acme/app"))
-    assert (repo.full_name, repo.default_branch, repo.permissions.push) == ("acme/app", "main", True)
+    assert (repo.full_name, repo.default_branch, repo.permissions.push) == (
+        "acme/app",
+        "main",
+        True,
+    )
     readme = await sync(lambda: repo.get_contents("README.md"))
     assert readme.decoded_content == b"# app\n"
     assert readme.sha == hashlib.sha1(b"blob 6\0# app\n").hexdigest()  # git's blob sha
@@ -91,18 +95,43 @@ async def test_branch_commit_pull_and_merge(fake: FakeGitHub) -> None:
         ("POST", "/repos/acme/app/git/commits"),
         ("PATCH", "/repos/acme/app/git/refs/heads/feature/x"),
     ]
-    assert fake.calls("POST", r"/git/trees$")[0].json["base_tree"] == fake.repo("acme/app").store.commits[main_sha].tree
+    assert (
+        fake.calls("POST", r"/git/trees$")[0].json["base_tree"]
+        == fake.repo("acme/app").store.commits[main_sha].tree
+    )
     assert fake.calls("PATCH", "/git/refs/")[0].json == {"sha": head_sha}
-    on_branch = {p: fake.file("acme/app", p, "feature/x") for p in ("src/a.py", "src/b.py", "src/new.py", "README.md")}
-    assert on_branch == {"src/a.py": "a = 2\n", "src/b.py": "b = 2\n", "src/new.py": "new = 3\n", "README.md": "# app\n"}
+    on_branch = {
+        p: fake.file("acme/app", p, "feature/x")
+        for p in ("src/a.py", "src/b.py", "src/new.py", "README.md")
+    }
+    assert on_branch == {
+        "src/a.py": "a = 2\n",
+        "src/b.py": "b = 2\n",
+        "src/new.py": "new = 3\n",
+        "README.md": "# app\n",
+    }
     assert fake.file("acme/app", "src/a.py") == "a = 1\n"  # main untouched
     tree = await sync(lambda: repo.get_git_tree(head_sha, recursive=True))
     paths = {e.path: e.type for e in tree.tree}
-    assert paths == {"README.md": "blob", "src": "tree", "src/a.py": "blob", "src/b.py": "blob", "src/new.py": "blob"}
+    assert paths == {
+        "README.md": "blob",
+        "src": "tree",
+        "src/a.py": "blob",
+        "src/b.py": "blob",
+        "src/new.py": "blob",
+    }
 
     # open the pull request and read it like a reviewer would
-    pr = await sync(lambda: repo.create_pull(base="main", head="feature/x", title="Tweak", body="Why"))
-    assert (pr.number, pr.state, pr.user.login, pr.head.sha, pr.base.ref) == (1, "open", "sophia-bot", head_sha, "main")
+    pr = await sync(
+        lambda: repo.create_pull(base="main", head="feature/x", title="Tweak", body="Why")
+    )
+    assert (pr.number, pr.state, pr.user.login, pr.head.sha, pr.base.ref) == (
+        1,
+        "open",
+        "sophia-bot",
+        head_sha,
+        "main",
+    )
     fake.set_status("acme/app", head_sha, state="success", context="ci")
     fake.add_check_run("acme/app", head_sha, name="lint", conclusion="success")
     fake.add_check_run("acme/app", head_sha, name="tests", status="in_progress", conclusion=None)
@@ -117,7 +146,11 @@ async def test_branch_commit_pull_and_merge(fake: FakeGitHub) -> None:
             "stats": (pull.additions, pull.deletions, pull.changed_files, pull.commits),
             "files": [(f.filename, f.status, f.additions, f.deletions) for f in pull.get_files()],
             "patch": next(f.patch for f in pull.get_files() if f.filename == "src/a.py"),
-            "combined": (combined.state, combined.total_count, [s.context for s in combined.statuses]),
+            "combined": (
+                combined.state,
+                combined.total_count,
+                [s.context for s in combined.statuses],
+            ),
             "runs": sorted((r.name, r.status, r.conclusion) for r in runs),
         }
 
@@ -125,7 +158,11 @@ async def test_branch_commit_pull_and_merge(fake: FakeGitHub) -> None:
     seen = await sync(review)
     assert seen["details"] == ("Tweak", "Why", True, "unstable", False)  # "tests" still running
     assert seen["stats"] == (3, 2, 3, 1)
-    assert seen["files"] == [("src/a.py", "modified", 1, 1), ("src/b.py", "modified", 1, 1), ("src/new.py", "added", 1, 0)]
+    assert seen["files"] == [
+        ("src/a.py", "modified", 1, 1),
+        ("src/b.py", "modified", 1, 1),
+        ("src/new.py", "added", 1, 0),
+    ]
     assert seen["patch"] == "@@ -1 +1 @@\n-a = 1\n+a = 2"
     assert seen["combined"] == ("success", 1, ["ci"])
     assert seen["runs"] == [("lint", "completed", "success"), ("tests", "in_progress", None)]
@@ -140,21 +177,50 @@ async def test_branch_commit_pull_and_merge(fake: FakeGitHub) -> None:
     ]
 
     # merge with the reviewed head sha
-    result = await sync(lambda: repo.get_pull(1).merge(sha=head_sha, merge_method="squash", commit_title="Tweak (#1)"))
+    result = await sync(
+        lambda: repo.get_pull(1).merge(
+            sha=head_sha, merge_method="squash", commit_title="Tweak (#1)"
+        )
+    )
     assert (result.merged, result.message) == (True, "Pull Request successfully merged")
-    assert fake.calls("PUT", r"/pulls/1/merge$")[0].json == {"commit_title": "Tweak (#1)", "merge_method": "squash", "sha": head_sha}
+    assert fake.calls("PUT", r"/pulls/1/merge$")[0].json == {
+        "commit_title": "Tweak (#1)",
+        "merge_method": "squash",
+        "sha": head_sha,
+    }
     assert fake.merges == [
-        {"repo": "acme/app", "number": 1, "sha": result.sha, "head_sha": head_sha, "merge_method": "squash", "commit_title": "Tweak (#1)"}
+        {
+            "repo": "acme/app",
+            "number": 1,
+            "sha": result.sha,
+            "head_sha": head_sha,
+            "merge_method": "squash",
+            "commit_title": "Tweak (#1)",
+        }
     ]
     assert fake.file("acme/app", "src/new.py") == "new = 3\n"
     assert fake.file("acme/app", "src/a.py") == "a = 2\n"
     merged = await sync(lambda: repo.get_pull(1))
-    assert (merged.state, merged.merged, merged.merge_commit_sha, merged.merged_by.login) == ("closed", True, result.sha, "sophia-bot")
+    assert (merged.state, merged.merged, merged.merge_commit_sha, merged.merged_by.login) == (
+        "closed",
+        True,
+        result.sha,
+        "sophia-bot",
+    )
     assert await sync(merged.is_merged)
     main = await sync(lambda: repo.get_branch("main").commit)
-    assert (main.sha, [p.sha for p in main.parents]) == (result.sha, [main_sha])  # squash: one parent
-    assert fake.state.repos["acme/app"].store.commits[result.sha].message.startswith("Tweak (#1)\n\n* Change a and b")
-    assert (await error(lambda: repo.get_pull(1).merge(sha=head_sha))).status == 405  # already merged
+    assert (main.sha, [p.sha for p in main.parents]) == (
+        result.sha,
+        [main_sha],
+    )  # squash: one parent
+    assert (
+        fake.state.repos["acme/app"]
+        .store.commits[result.sha]
+        .message.startswith("Tweak (#1)\n\n* Change a and b")
+    )
+    assert (
+        await error(lambda: repo.get_pull(1).merge(sha=head_sha))
+    ).status == 405  # already merged
 
 
 async def test_merge_refusals(fake: FakeGitHub) -> None:
@@ -166,7 +232,10 @@ async def test_merge_refusals(fake: FakeGitHub) -> None:
     assert fake.pull("acme/app", first["number"]).head_sha == new_head
 
     stale = await error(lambda: repo.get_pull(first["number"]).merge(sha=old_head))
-    assert (stale.status, stale.data["message"]) == (409, "Head branch was modified. Review and try the merge again.")
+    assert (stale.status, stale.data["message"]) == (
+        409,
+        "Head branch was modified. Review and try the merge again.",
+    )
 
     conflicted = fake.add_pull("acme/app", title="Two", head_branch="two", mergeable=False)
     pull = await sync(lambda: repo.get_pull(conflicted["number"]))
@@ -182,7 +251,10 @@ async def test_merge_refusals(fake: FakeGitHub) -> None:
 
     fake.repo("acme/app").allow_squash_merge = False
     disabled = await error(lambda: repo.get_pull(first["number"]).merge(merge_method="squash"))
-    assert (disabled.status, disabled.data["message"]) == (405, "Squash merges are not allowed on this repository.")
+    assert (disabled.status, disabled.data["message"]) == (
+        405,
+        "Squash merges are not allowed on this repository.",
+    )
 
     fake.set_required_checks("acme/app", "main", ["ci"])
     blocked = await sync(lambda: repo.get_pull(first["number"]))
@@ -190,7 +262,10 @@ async def test_merge_refusals(fake: FakeGitHub) -> None:
     checks = await sync(lambda: repo.get_branch("main").get_required_status_checks())
     assert checks.contexts == ["ci"]
     missing = await error(lambda: blocked.merge(sha=new_head))
-    assert (missing.status, missing.data["message"]) == (405, 'Required status check "ci" is expected.')
+    assert (missing.status, missing.data["message"]) == (
+        405,
+        'Required status check "ci" is expected.',
+    )
     fake.set_status("acme/app", new_head, state="failure")
     failing = await error(lambda: blocked.merge(sha=new_head))
     assert failing.data["message"] == 'Required status check "ci" is failing.'
@@ -209,7 +284,9 @@ async def test_auth_errors_and_unknown_routes(fake: FakeGitHub) -> None:
         await sync(lambda: client(fake, token="ghp_wrong").get_repo("acme/app"))
     assert (bad.value.status, bad.value.data["message"]) == (401, "Bad credentials")
     anonymous = Github(base_url=fake.base_url, retry=None, seconds_between_requests=None)
-    assert (await error(lambda: anonymous.get_repo("acme/app"))).data["message"] == "Requires authentication"
+    assert (await error(lambda: anonymous.get_repo("acme/app"))).data[
+        "message"
+    ] == "Requires authentication"
     assert fake.requests[0].headers["Authorization"] == "token ghp_wrong"
 
     gh = client(fake)
@@ -219,8 +296,13 @@ async def test_auth_errors_and_unknown_routes(fake: FakeGitHub) -> None:
     assert (await error(lambda: repo.get_contents("nope.txt"))).status == 404
     assert (await error(lambda: repo.get_pull(99))).status == 404
     status, _, body = await sync(lambda: gh.requester.requestJson("GET", "/nothing/here"))
-    assert (status, body) == (404, '{"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}')
-    exists = await error(lambda: repo.create_git_ref("refs/heads/main", fake.repo("acme/app").branches["main"]))
+    assert (status, body) == (
+        404,
+        '{"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}',
+    )
+    exists = await error(
+        lambda: repo.create_git_ref("refs/heads/main", fake.repo("acme/app").branches["main"])
+    )
     assert (exists.status, exists.data["message"]) == (422, "Reference already exists")
     nothing = await error(lambda: repo.create_pull(base="main", head="main", title="Nothing"))
     assert nothing.status == 422
@@ -277,7 +359,9 @@ async def test_contents_search_and_other_reads(fake: FakeGitHub) -> None:
     listing = await sync(lambda: repo.get_contents("src"))
     assert [(c.name, c.type) for c in listing] == [("a.py", "file"), ("b.py", "file")]
     current = await sync(lambda: repo.get_contents("src/a.py"))
-    updated = await sync(lambda: repo.update_file("src/a.py", "edit", "a = 9\n", current.sha, branch="main"))
+    updated = await sync(
+        lambda: repo.update_file("src/a.py", "edit", "a = 9\n", current.sha, branch="main")
+    )
     assert fake.file("acme/app", "src/a.py") == "a = 9\n"
     assert updated["commit"].sha == fake.repo("acme/app").branches["main"]
     stale = await error(lambda: repo.update_file("src/a.py", "edit", "a = 0\n", current.sha))
@@ -298,3 +382,58 @@ async def test_contents_search_and_other_reads(fake: FakeGitHub) -> None:
     blob = await sync(lambda: repo.get_git_blob(current.sha))
     assert (blob.encoding, blob.size) == ("base64", 6)
     assert re.fullmatch(r"[0-9a-f]{40}", fake.repo("acme/app").branches["main"])
+
+
+async def test_git_data_edge_cases_and_merge_methods(fake: FakeGitHub) -> None:
+    gh = client(fake)
+    repo = await sync(lambda: gh.get_repo("acme/app"))
+    main_sha = fake.repo("acme/app").branches["main"]
+    base = await sync(lambda: repo.get_git_commit(main_sha))
+
+    def delete_and_commit() -> str:
+        gone = InputGitTreeElement("src/b.py", "100644", "blob", sha=None)  # sha null deletes
+        tree = repo.create_git_tree([gone], base_tree=base.tree)
+        commit = repo.create_git_commit("Drop b", tree, [base])
+        repo.create_git_ref("refs/heads/drop", commit.sha)
+        return commit.sha
+
+    await sync(delete_and_commit)
+    assert fake.file("acme/app", "src/b.py", "drop") is None
+    assert fake.file("acme/app", "src/a.py", "drop") == "a = 1\n"
+    ghost = InputGitTreeElement("nope.txt", "100644", "blob", sha=None)
+    assert (await error(lambda: repo.create_git_tree([ghost], base_tree=base.tree))).status == 422
+    bogus = InputGitTreeElement("x.txt", "100644", "blob", sha="0" * 40)
+    assert (await error(lambda: repo.create_git_tree([bogus]))).status == 422
+
+    # non fast-forward ref updates need force
+    other = fake.push_commit("acme/app", "side", {"side.txt": "s\n"})
+    ref = await sync(lambda: repo.get_git_ref("heads/drop"))
+    non_ff = await error(lambda: ref.edit(other))
+    assert (non_ff.status, non_ff.data["message"]) == (422, "Update is not a fast forward")
+    await sync(lambda: ref.edit(other, force=True))
+    assert fake.repo("acme/app").branches["drop"] == other
+
+    # rebase replays the head commits onto a base that moved meanwhile
+    pr = fake.add_pull("acme/app", title="Two commits", head_branch="two", files={"t1.txt": "1\n"})
+    second = fake.push_commit("acme/app", "two", {"t2.txt": "2\n"}, message="second")
+    fake.push_commit("acme/app", "main", {"main.txt": "m\n"})
+    pull = await sync(lambda: repo.get_pull(pr["number"]))
+    assert (pull.commits, pull.changed_files, pull.mergeable_state) == (2, 2, "clean")
+    rebased = await sync(lambda: pull.merge(sha=second, merge_method="rebase"))
+    store = fake.repo("acme/app").store
+    tip = store.commits[rebased.sha]
+    assert tip.message == "second" and store.commits[tip.parents[0]].message == "Two commits"
+    assert [fake.file("acme/app", p) for p in ("t1.txt", "t2.txt", "main.txt")] == [
+        "1\n",
+        "2\n",
+        "m\n",
+    ]
+
+    # drafts cannot be merged; deleting a head branch closes its pull request
+    draft = fake.add_pull("acme/app", title="Draft", head_branch="wip", draft=True)
+    refused = await error(lambda: repo.get_pull(draft["number"]).merge())
+    assert (refused.status, refused.data["message"]) == (405, "Pull Request is still a draft")
+    await sync(lambda: repo.get_git_ref("heads/wip").delete())
+    assert fake.pull("acme/app", draft["number"]).state == "closed"
+    no_head = await error(lambda: repo.create_pull(base="main", head="acme:wip", title="Gone"))
+    assert (no_head.status, no_head.data["errors"][0]["field"]) == (422, "head")

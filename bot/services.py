@@ -1,0 +1,29 @@
+"""The capabilities a running Sophia has, handed to subcommands and tools in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.core.approvals import ApprovalRequest, Approvals
+    from bot.core.orchestrator import Orchestrator
+    from integrations.github import GitHub
+
+
+@dataclass
+class Services:
+    """What is wired up; a capability without credentials is present but says so when used."""
+
+    core: Orchestrator
+    approvals: Approvals | None = None
+    github: GitHub | None = None
+    # Side-effect tool name → how to turn its arguments into a stored approval request.
+    preparers: dict[str, Preparer] = field(default_factory=dict)
+
+
+# (services, tool arguments, requester, channel, thread_ts) → the stored request
+Preparer = Callable[
+    ["Services", dict[str, Any], str, "str | None", "str | None"], Awaitable["ApprovalRequest"]
+]

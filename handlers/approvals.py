@@ -1,0 +1,296 @@
+"""Approval requests in Slack: the Block Kit message, the buttons, and who may press them.
+
+The core decides (bot/core/approvals.py); this module posts the request with
+`chat.postMessage` where the action was asked for, updates it in place with `chat.update`
+after every decision or expiry (outcome, who, when; no buttons left), and answers refused
+clicks with an ephemeral reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.approvals import ApprovalError, ApprovalRequest, Approvals, ApprovalState
+from bot.core.errors import SophiaError
+from handlers.deps import Deps
+from handlers.events import first_time
+
+log = logging.getLogger("sophia.approvals")
+
+APPROVE, REJECT = "approval_approve", "approval_reject"
+_OUTCOME = {
+    ApprovalState.APPROVED: "✅ Approved — running now",
+    ApprovalState.EXECUTING: "⏳ Running",
+    ApprovalState.DONE: "✅ Done",
+    ApprovalState.REJECTED: "🚫 Rejected",
+    ApprovalState.EXPIRED: "⌛ Expired",
+    ApprovalState.VOID: "♻️ Void — the target changed",
+    ApprovalState.FAILED: "⚠️ Failed",
+}
+
+
+def _when(ts: float) -> str:
+    """A Slack date token that shows in each reader's own time zone."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def request_blocks(request: ApprovalRequest, *, approvers_configured: bool) -> list[dict[str, Any]]:
+    """The message with the facts and the Approve / Reject buttons."""
+    target = f"<{request.link}|{request.target}>" if request.link else f"`{request.target}`"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f":lock: *Approval needed* — {request.summary}\n{target}"}},
+    ]  # fmt: skip
+    if request.facts:
+        fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in request.facts[:10]]
+        blocks.append({"type": "section", "fields": fields})
+    notes = [
+        f"Requested by <@{request.requester}> · expires {_when(request.expires_at)} · `{request.id}`"
+    ]
+    if not approvers_configured:
+        notes.append("Nobody can approve yet: an admin must list approvers in `SOPHIA_APPROVERS`.")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": n} for n in notes]})
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": f"approval:{request.id}",
+            "elements": [
+                {"type": "button", "action_id": APPROVE, "style": "primary", "value": request.id,
+                 "text": {"type": "plain_text", "text": "Approve"}},
+                {"type": "button", "action_id": REJECT, "style": "danger", "value": request.id,
+                 "text": {"type": "plain_text", "text": "Reject"}},
+            ],
+        }
+    )  # fmt: skip
+    return blocks
+
+
+def decided_blocks(request: ApprovalRequest) -> list[dict[str, Any]]:
+    """The same message after a decision or expiry: outcome, who, when — no buttons."""
+    target = f"<{request.link}|{request.target}>" if request.link else f"`{request.target}`"
+    outcome = _OUTCOME.get(request.state, request.state.value)
+    who = f" by <@{request.decided_by}>" if request.decided_by else ""
+    when = _when(request.decided_at or time.time())
+    lines = [f"{request.summary}\n{target}", f"*{outcome}*{who} · {when}"]
+    if request.result:
+        lines.append(request.result)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
+    ]
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Requested by <@{request.requester}> · `{request.id}`"}]}
+    )  # fmt: skip
+    return blocks
+
+
+async def post_request(
+    client: AsyncWebClient,
+    approvals: Approvals,
+    request: ApprovalRequest,
+    *,
+    approvers_configured: bool,
+) -> None:
+    """Post the request where it was asked for (it is already stored) and remember the message."""
+    response = await client.chat_postMessage(
+        channel=request.channel, thread_ts=request.thread_ts,
+        text=f"Approval needed: {request.summary}",
+        blocks=request_blocks(request, approvers_configured=approvers_configured),
+    )  # fmt: skip
+    await approvals.attach_message(request.id, response["ts"])
+
+
+async def show_decision(client: AsyncWebClient, request: ApprovalRequest) -> None:
+    """Update the request message in place."""
+    if not request.message_ts or not request.channel:
+        return
+    try:
+        await client.chat_update(
+            channel=request.channel, ts=request.message_ts,
+            text=f"{_OUTCOME.get(request.state, request.state.value)}: {request.summary}",
+            blocks=decided_blocks(request),
+        )  # fmt: skip
+    except SlackApiError as exc:
+        log.warning(
+            "could not update the approval message",
+            extra={"approval_id": request.id, "error": exc.response.get("error")},
+        )
+
+
+class SlackApprovers:
+    """`SOPHIA_APPROVERS` resolved against Slack: user IDs directly, user groups by membership."""
+
+    def __init__(self, client: AsyncWebClient, ids: list[str], *, cache_s: float = 60.0) -> None:
+        self._client = client
+        self._users = {i for i in ids if not i.startswith("S")}
+        self._groups = [i for i in ids if i.startswith("S")]
+        self._cache_s = cache_s
+        self._members: dict[str, tuple[float, set[str]]] = {}
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._users or self._groups)
+
+    async def __call__(self, user: str) -> bool:
+        if user in self._users:
+            return True
+        for group in self._groups:
+            if user in await self._group_members(group):
+                return True
+        return False
+
+    async def _group_members(self, group: str) -> set[str]:
+        cached = self._members.get(group)
+        if cached and time.monotonic() - cached[0] < self._cache_s:
+            return cached[1]
+        try:
+            response = await self._client.usergroups_users_list(usergroup=group)
+            members = set(response.get("users") or [])
+        except SlackApiError as exc:
+            log.warning(
+                "could not read a user group",
+                extra={"group": group, "error": exc.response.get("error")},
+            )
+            members = set()  # fail closed: nobody from this group may approve
+        self._members[group] = (time.monotonic(), members)
+        return members
+
+
+async def run_approved(deps: Deps, client: AsyncWebClient, approval_id: str) -> None:
+    """Execute an approved request and report in its thread; safe against double calls."""
+    approvals = deps.services.approvals
+    try:
+        outcome = await approvals.execute(approval_id)
+    except ApprovalError as exc:
+        log.info("execution skipped", extra={"approval_id": approval_id, "reason": str(exc)})
+        return
+    request = outcome.request
+    await show_decision(client, request)
+    if request.channel:
+        icon = {ApprovalState.DONE: ":white_check_mark:", ApprovalState.VOID: ":recycle:"}.get(
+            request.state, ":warning:"
+        )
+        text = f"{icon} {outcome.message}"
+        if request.state == ApprovalState.VOID:
+            text += (
+                " Ask again for a fresh request (for a merge: `/sophia pr merge "
+                + request.target
+                + "`)."
+            )
+        await client.chat_postMessage(
+            channel=request.channel, thread_ts=request.thread_ts or request.message_ts, text=text
+        )
+
+
+async def report_reconciled(client: AsyncWebClient, outcome: Any) -> None:
+    """After a restart: update the request message and say in its thread how it ended."""
+    request = outcome.request
+    await show_decision(client, request)
+    if request.channel:
+        await client.chat_postMessage(
+            channel=request.channel, thread_ts=request.thread_ts or request.message_ts,
+            text=f":arrows_counterclockwise: After a restart I checked `{request.id}`: {outcome.message}",
+        )  # fmt: skip
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Listen for Approve / Reject clicks."""
+
+    async def on_click(
+        ack: Any, body: dict, action: dict, client: AsyncWebClient, approve: bool
+    ) -> None:
+        await ack()
+        user = body["user"]["id"]
+        approval_id = action.get("value", "")
+        if not await first_time(deps, f"action:{approval_id}:{user}:{action.get('action_ts')}"):
+            return
+        approvals = deps.services.approvals
+        try:
+            outcome = await approvals.decide(approval_id, user=user, approve=approve)
+        except ApprovalError as exc:
+            await _tell(client, body, user, f":no_entry: {exc}")
+            try:
+                current = await approvals.get(approval_id)
+            except ApprovalError:
+                return
+            if current.state in (ApprovalState.EXPIRED,):
+                await show_decision(client, current)
+            return
+        await show_decision(client, outcome.request)
+        if approve:
+            await deps.inflight.run(run_approved(deps, client, approval_id))
+
+    @app.action(APPROVE)
+    async def on_approve(ack: Any, body: dict, action: dict, client: AsyncWebClient) -> None:
+        await on_click(ack, body, action, client, True)
+
+    @app.action(REJECT)
+    async def on_reject(ack: Any, body: dict, action: dict, client: AsyncWebClient) -> None:
+        await on_click(ack, body, action, client, False)
+
+
+async def _tell(client: AsyncWebClient, body: dict, user: str, text: str) -> None:
+    """An ephemeral reason for a refused click, in the conversation of the button."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    thread_ts = (body.get("message") or {}).get("thread_ts")
+    try:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+    except SlackApiError:
+        log.warning("could not tell the user why the click was refused")
+
+
+async def expiry_loop(deps: Deps, client: AsyncWebClient, *, every_s: float = 30.0) -> None:
+    """Mark requests past their expiry and update their messages, until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            for request in await deps.services.approvals.expire_due():
+                await show_decision(client, request)
+        except Exception:  # the sweep must survive a bad moment (database busy, Slack down)
+            log.exception("expiry sweep failed")
+
+
+class SlackApprovalGate:
+    """`ApprovalGate` for the agent: a side-effect tool call becomes a posted approval request."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self.deps: Deps | None = (
+            None  # attached once the app is wired (the core needs the gate first)
+        )
+
+    async def request(
+        self, *, tool: str, arguments: dict[str, Any], user: str, channel: str | None,
+        thread_ts: str | None,
+    ) -> str:  # fmt: skip
+        """Prepare, store and post the request; tell the model what happened in plain words."""
+        deps = self.deps
+        services = deps.services if deps else None
+        preparer = services.preparers.get(tool) if services else None
+        if preparer is None or services.approvals is None:
+            return f"There is no approval path for `{tool}` here. Nothing was done."
+        try:
+            request = await preparer(services, arguments, user, channel, thread_ts)
+        except (ApprovalError, SophiaError) as exc:
+            return f"No approval was requested: {exc} Nothing was done."
+        if not channel:
+            return (
+                f"Approval request `{request.id}` was stored, but it can only be approved in Slack."
+            )
+        await post_request(
+            self._client, services.approvals, request,
+            approvers_configured=deps.approvers is not None and deps.approvers.configured,
+        )  # fmt: skip
+        return (
+            f"Approval requested (`{request.id}`): {request.summary}. The request with Approve and "
+            "Reject buttons is posted in this conversation; nothing happens until an approver "
+            "presses Approve."
+        )
