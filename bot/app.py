@@ -37,7 +37,7 @@ from bot.store import Store
 from handlers.approvals import SlackApprovalGate, SlackApprovers, expiry_loop, report_reconciled
 from integrations import github_capability
 from integrations.github import GitHub, MergeExecutor
-from integrations.llm import LiteLLMModels, warm_up
+from integrations.llm import LiteLLMModels
 
 log = logging.getLogger("sophia")
 
@@ -50,6 +50,15 @@ TOKEN_HELP = (
     "(starts with xoxb-)\n"
     "Put both in the environment or in a .env file (see .env.example)."
 )
+
+
+def _quiet_token_notice(record: logging.LogRecord) -> bool:
+    """Drop Bolt's start-up notice that SLACK_BOT_TOKEN from the environment goes unused.
+
+    Bolt reads the variable itself even when given a client built from the same token, and
+    warns on every start; the warning is noise to an operator.
+    """
+    return "will be unused" not in record.getMessage()
 
 
 def check_slack_tokens(settings: Settings) -> tuple[str, str]:
@@ -89,6 +98,13 @@ def core_config(settings: Settings) -> CoreConfig:
         daily_budget_usd=settings.daily_budget_usd,
         user_daily_budget_usd=settings.user_daily_budget_usd,
     )
+
+
+def warm_up_models(core: Orchestrator) -> None:
+    """Import litellm, build its Router and load its lazy modules (seconds; run in a thread)."""
+    warm = getattr(core.models, "warm_up", None)
+    if warm:
+        warm()
 
 
 def build_core(
@@ -205,7 +221,9 @@ class Sophia:
             bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
         )  # fmt: skip
         gate.deps = self.deps
-        self.app = AsyncApp(client=client, logger=logging.getLogger("sophia.bolt"))
+        bolt_log = logging.getLogger("sophia.bolt")
+        bolt_log.addFilter(_quiet_token_notice)
+        self.app = AsyncApp(client=client, logger=bolt_log)
         handlers.register(self.app, self.deps)
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
@@ -224,7 +242,7 @@ class Sophia:
             await report_reconciled(client, outcome)
         self._sweeper = asyncio.create_task(expiry_loop(self.deps, client))
         # litellm takes seconds to import; do it now, off the event loop, not on the first question.
-        self._warm = asyncio.create_task(asyncio.to_thread(warm_up))
+        self._warm = asyncio.create_task(asyncio.to_thread(warm_up_models, core))
         log.info(
             "connected to Slack",
             extra={"team": auth.get("team"), "bot_user_id": auth.get("user_id")},

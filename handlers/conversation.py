@@ -51,7 +51,8 @@ async def answer(
                     "context", "Reading the conversation", StepStatus.ERROR,
                     detail="I could not read the earlier messages; answering without them.",
                 )  # fmt: skip
-        reply = await deps.core.handle(request, reply_view)
+        async with deps.reply_slots:
+            reply = await deps.core.handle(request, reply_view)
         await reply_view.finish(reply, footer=footer_for(reply))
         deps.metrics.inc(
             "sophia_replies_total", source=request.source, status="ok" if reply.ok else "error"

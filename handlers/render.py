@@ -97,6 +97,7 @@ class SlackReply:
     _sent: str = field(default="", init=False)  # text already in the current message
     _pending: str = field(default="", init=False)  # text not yet sent
     _full: bool = field(default=False, init=False)  # current message ended at a paragraph
+    _dirty: dict[str, None] = field(default_factory=dict, init=False)  # steps changed, not yet sent
     _last_write: float = field(default=0.0, init=False)
     _timer: asyncio.Task[None] | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -183,12 +184,10 @@ class SlackReply:
         return chunk
 
     async def _write_step(self, step_id: str) -> None:
+        # Coalesced with the text: one appendStream carries every change since the last one.
         if self.mode == "stream":
-            async with self._lock:
-                await self._flush_stream()
-                await self._append(chunks=[self._task_chunk(step_id)])
-        else:
-            self._schedule()
+            self._dirty[step_id] = None
+        self._schedule()
 
     async def _append(self, *, chunks: list[dict[str, Any]]) -> None:
         try:
@@ -206,44 +205,65 @@ class SlackReply:
             await self._post_placeholder()
         self._last_write = time.monotonic()
 
-    async def _flush_stream(self) -> None:
-        """Send pending text in pieces of ~3.5 KB, rolling over to a new message when full.
+    async def _flush_stream(self, *, keep_last: bool = False) -> list[dict[str, Any]]:
+        """Send step changes and pending text (~3.5 KB a call), rolling over when a message is full.
 
         Near the end of a message's budget, the message ends at a paragraph break when one
-        is in reach, so each reply in the thread reads as whole paragraphs.
+        is in reach, so each reply in the thread reads as whole paragraphs. With `keep_last`,
+        the final batch is returned instead of sent, so it can ride on chat.stopStream.
         """
-        while self._pending and self.mode == "stream":
-            room = MESSAGE_BYTES - len(self._sent.encode())
-            if room < 200 or (self._full and self._sent):
-                await self._stop_stream(None)
-                await self._start_stream(chunks=[])
-                self._full = False
-                continue
-            limit = min(room, STREAM_CHUNK_BYTES)
-            window = self._pending.encode()[:limit].decode("utf-8", errors="ignore")
-            at = window.rfind("\n\n")
-            if room - limit < NEAR_FULL_BYTES and at > 0 and len(self._pending) > len(window):
-                piece, self._pending = window[: at + 2], self._pending[at + 2 :]
-                self._full = True
-            else:
-                piece, self._pending = cut(self._pending, limit)
-            await self._append(chunks=[{"type": "markdown_text", "text": piece}])
+        tasks = [self._task_chunk(step_id) for step_id in self._dirty]
+        self._dirty.clear()
+        while (self._pending or tasks) and self.mode == "stream":
+            piece = ""
+            if self._pending:
+                room = MESSAGE_BYTES - len(self._sent.encode())
+                if room < 200 or (self._full and self._sent):
+                    await self._stop_stream(None)
+                    await self._start_stream(chunks=[])
+                    self._full = False
+                    continue
+                limit = min(room, STREAM_CHUNK_BYTES)
+                window = self._pending.encode()[:limit].decode("utf-8", errors="ignore")
+                at = window.rfind("\n\n")
+                if room - limit < NEAR_FULL_BYTES and at > 0 and len(self._pending) > len(window):
+                    piece, self._pending = window[: at + 2], self._pending[at + 2 :]
+                    self._full = True
+                else:
+                    piece, self._pending = cut(self._pending, limit)
+            chunks = tasks + ([{"type": "markdown_text", "text": piece}] if piece else [])
+            tasks = []
+            if keep_last and not self._pending:
+                self._sent += piece
+                return chunks
+            await self._append(chunks=chunks)
             if self.mode == "stream":
                 self._sent += piece
+        return []
 
-    async def _stop_stream(self, footer: str | None) -> None:
+    async def _stop_stream(
+        self, footer: str | None, chunks: list[dict[str, Any]] | None = None
+    ) -> None:
         blocks = [_footer_block(footer)] if footer else None
-        await self.client.chat_stopStream(channel=self.target.channel, ts=self.ts, blocks=blocks)
+        await self.client.chat_stopStream(
+            channel=self.target.channel, ts=self.ts, blocks=blocks, chunks=chunks or None
+        )
 
     async def _finish_stream(self, footer: str | None) -> None:
-        await self._flush_stream()
+        last = await self._flush_stream(keep_last=True)
         if self.mode != "stream":  # the stream broke while flushing
             await self._finish_placeholder(footer)
             return
         try:
-            await self._stop_stream(footer)
+            await self._stop_stream(footer, last)
         except SlackApiError as exc:
             log.warning("could not stop the stream", extra={"error": _err(exc)})
+            text = "".join(c.get("text", "") for c in last if c.get("type") == "markdown_text")
+            if text:  # nothing is lost: the last words go out as an ordinary message
+                self._sent = self._sent[: len(self._sent) - len(text)]
+                self._pending = text
+                await self._post_placeholder()
+                await self._finish_placeholder(footer)
 
     # -- placeholder -------------------------------------------------------------------
 

@@ -66,6 +66,15 @@ class PullFacts:
         return [c for c in self.checks if c.state != "success"]
 
 
+@dataclass(frozen=True)
+class CommitResult:
+    """A commit made on a new branch cut from the default branch."""
+
+    branch: str
+    sha: str
+    base: str  # the default branch it was cut from
+
+
 def parse_pr_ref(text: str) -> tuple[str, int]:
     """`owner/repo#12` (or a PR URL) → ("owner/repo", 12)."""
     text = text.strip().rstrip("/")
@@ -195,6 +204,88 @@ class GitHub:
             }  # fmt: skip
 
         return await self._call(repo_name, load)
+
+    async def branch_head(self, repo_name: str, branch: str | None = None) -> tuple[str, str]:
+        """(branch, head commit sha) of `branch`, the default branch when omitted."""
+
+        def load() -> tuple[str, str]:
+            repo = self._gh().get_repo(repo_name)
+            name = branch or repo.default_branch
+            return name, repo.get_git_ref(f"heads/{name}").object.sha
+
+        return await self._call(f"{repo_name}:{branch or 'default branch'}", load)
+
+    async def list_files(self, repo_name: str, ref: str | None = None) -> list[tuple[str, int]]:
+        """Every file (path, size in bytes) on `ref`, the default branch when omitted."""
+
+        def load() -> list[tuple[str, int]]:
+            repo = self._gh().get_repo(repo_name)
+            tree = repo.get_git_tree(ref or repo.default_branch, recursive=True)
+            if tree.truncated:
+                log.info("tree listing truncated by GitHub", extra={"repo": repo_name})
+            return [(e.path, e.size or 0) for e in tree.tree if e.type == "blob"]
+
+        return await self._call(f"{repo_name} files", load)
+
+    # -- writing (new branches only; the default branch is never touched) ------------------
+
+    async def commit_change(
+        self, repo_name: str, *, branch: str, message: str, files: dict[str, str | None],
+        parent: str | None = None,
+    ) -> CommitResult:  # fmt: skip
+        """Commit `files` (None deletes) as one commit on a new `branch` from the default branch.
+
+        Git Data API, in this order: one blob per written file, one tree on the parent's
+        tree, one commit, then the ref. `parent` (a commit sha the files were read at)
+        defaults to the default branch's head.
+        """
+        if not files:
+            raise GitHubError("There is nothing to commit.")
+
+        def run() -> CommitResult:
+            from github import GithubException, InputGitTreeElement
+
+            repo = self._gh().get_repo(repo_name)
+            base = repo.default_branch
+            head = repo.get_git_commit(parent or repo.get_git_ref(f"heads/{base}").object.sha)
+            listing = repo.get_git_tree(head.tree.sha, recursive=True)
+            modes = {e.path: e.mode for e in listing.tree if e.type == "blob"}
+            missing = [p for p, text in files.items() if text is None and p not in modes]
+            if missing and not listing.truncated:
+                raise GitHubError(f"Cannot delete `{missing[0]}`: it is not in {repo_name}.")
+            elements = []
+            for path, text in files.items():
+                if text is None:
+                    elements.append(InputGitTreeElement(path, "100644", "blob", sha=None))
+                    continue
+                blob = repo.create_git_blob(text, "utf-8")
+                mode = modes.get(path, "100644")
+                elements.append(InputGitTreeElement(path, mode, "blob", sha=blob.sha))
+            tree = repo.create_git_tree(elements, base_tree=head.tree)
+            commit = repo.create_git_commit(message, tree, [head])
+            try:
+                repo.create_git_ref(f"refs/heads/{branch}", commit.sha)
+            except GithubException as exc:
+                if exc.status == 422 and "already exists" in str(exc.data).lower():
+                    raise GitHubError(
+                        f"The branch `{branch}` already exists in {repo_name}."
+                    ) from None
+                raise
+            return CommitResult(branch=branch, sha=commit.sha, base=base)
+
+        return await self._call(f"{repo_name}:{branch}", run)
+
+    async def open_pull(
+        self, repo_name: str, *, branch: str, title: str, body: str
+    ) -> tuple[int, str]:
+        """Open a pull request from `branch` into the default branch; (number, link)."""
+
+        def run() -> tuple[int, str]:
+            repo = self._gh().get_repo(repo_name)
+            pr = repo.create_pull(base=repo.default_branch, head=branch, title=title, body=body)
+            return pr.number, pr.html_url
+
+        return await self._call(f"{repo_name}: pull request from {branch}", run)
 
     # -- merging ---------------------------------------------------------------------------
 
