@@ -17,7 +17,9 @@ CAPABILITIES = (
 )
 
 
-def home_view(deps: Deps, recent: list[Any], *, now: float | None = None) -> dict[str, Any]:
+def home_view(
+    deps: Deps, recent: list[Any], *, pending: list[Any] = (), now: float | None = None
+) -> dict[str, Any]:
     """The App Home view for one person."""
     settings = deps.settings
     integrations = []
@@ -30,6 +32,19 @@ def home_view(deps: Deps, recent: list[Any], *, now: float | None = None) -> dic
         {"type": "header", "text": {"type": "plain_text", "text": "Sophia"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": CAPABILITIES}},
         {"type": "divider"},
+    ]
+    if pending:
+        lines = [
+            f"• `{r.id}` {r.summary} — {r.target} (asked by <@{r.requester}>"
+            + (f" in <#{r.channel}>)" if r.channel else ")")
+            for r in pending
+        ]
+        blocks += [
+            {"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+            {"type": "divider"},
+        ]
+    blocks += [
         {"type": "header", "text": {"type": "plain_text", "text": "Integrations"}},
         {
             "type": "section",
@@ -71,4 +86,6 @@ def _ago(seconds: float) -> str:
 async def publish_home(deps: Deps, client: AsyncWebClient, user: str) -> None:
     """Publish (or refresh) one person's App Home."""
     recent = await deps.store.recent_requests(user, limit=5)
-    await client.views_publish(user_id=user, view=home_view(deps, recent))
+    approvals = deps.services.approvals if deps.services else None
+    pending = await approvals.pending_for(user) if approvals else []
+    await client.views_publish(user_id=user, view=home_view(deps, recent, pending=pending))
