@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 
 EXIT_CONFIG = 2
@@ -127,6 +128,46 @@ def cmd_doctor(_: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def cmd_approvals(args: argparse.Namespace) -> int:
+    """List approval requests (approving happens only in Slack, where identity is verified)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = _settings()
+    rows = asyncio.run(_approvals(settings, args.all))
+    table = Table(title="approval requests" + ("" if args.all else " (pending and executing)"))
+    for column in (
+        "id",
+        "state",
+        "action",
+        "target",
+        "requested by",
+        "expires / decided",
+        "result",
+    ):
+        table.add_column(column)
+    for r in rows:
+        when = r.decided_at or r.expires_at
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(when)) + " UTC"
+        table.add_row(r.id, r.state.value, r.kind, r.target, r.requester, stamp, r.result or "")
+    Console().print(table if rows else "No approval requests.")
+    return 0
+
+
+async def _approvals(settings, everything: bool):  # -> list[ApprovalRequest]
+    from bot.core.approvals import ApprovalState
+    from bot.store import Store
+
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        states = (
+            set(ApprovalState) if everything else {ApprovalState.PENDING, ApprovalState.EXECUTING}
+        )
+        return await store.approvals_in(states)
+    finally:
+        await store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `sophia`."""
     parser = argparse.ArgumentParser(
@@ -142,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_ask)
     doctor = sub.add_parser("doctor", help="check the configuration and each system, live")
     doctor.set_defaults(func=cmd_doctor)
+    approvals = sub.add_parser("approvals", help="list approval requests (approve in Slack)")
+    approvals.add_argument("--all", action="store_true", help="include decided and finished ones")
+    approvals.set_defaults(func=cmd_approvals)
     return parser
 
 

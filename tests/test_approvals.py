@@ -363,10 +363,14 @@ async def test_the_github_token_never_reaches_slack_or_the_logs(app, slack, gith
 
 async def test_app_home_lists_what_waits_for_the_approver(app, slack, github):
     approval_id, _ = await request_merge(slack)
-    await slack.push_event({"type": "app_home_opened", "user": APPROVER, "channel": "D0BOSS", "tab": "home"})
+    await slack.push_event(
+        {"type": "app_home_opened", "user": APPROVER, "channel": "D0BOSS", "tab": "home"}
+    )
     [publish] = await slack.wait_for_call("views.publish")
     view = str(publish.args["view"])
     assert "Waiting for your approval" in view and approval_id in view
-    await slack.push_event({"type": "app_home_opened", "user": OUTSIDER, "channel": "D0RANDO", "tab": "home"})
+    await slack.push_event(
+        {"type": "app_home_opened", "user": OUTSIDER, "channel": "D0RANDO", "tab": "home"}
+    )
     [_, other] = await slack.wait_for_call("views.publish", count=2)
     assert "Waiting for your approval" not in str(other.args["view"])

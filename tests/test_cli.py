@@ -134,3 +134,24 @@ async def test_healthz_is_200_while_connected_and_503_when_the_socket_is_down(so
         await sophia.socket.client.close()  # the connection is gone for good
         async with http.get(f"{url}/healthz") as response:
             assert response.status == 503
+
+
+async def test_approvals_lists_requests_from_the_database(tmp_path, slack, llm):
+    from bot.core.approvals import Approvals
+    from bot.store import Store
+
+    store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'sophia.db'}")
+
+    async def nobody(user: str) -> bool:
+        return False
+
+    approvals = Approvals(store, is_approver=nobody, ttl_s=600)
+    approvals.register("github.merge", object())
+    await approvals.create(
+        kind="github.merge", target="acme/site#7", params={}, bound_version="abc123",
+        summary="Merge it", requester="U0USER", channel="C0CHAN", thread_ts=None,
+    )  # fmt: skip
+    await store.close()
+    env = fake_env(tmp_path, slack, llm, COLUMNS="200")  # a wide terminal: one row per request
+    code, out, _ = await run(["approvals"], env, tmp_path)
+    assert code == 0 and "acme/site#7" in out and "pending" in out
