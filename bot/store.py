@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS requests (
     text TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_by_user ON requests (user_id, at);
+CREATE INDEX IF NOT EXISTS requests_by_thread ON requests (channel, thread_ts);
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -168,6 +169,12 @@ class Store:
             "SELECT * FROM requests WHERE user_id = ? ORDER BY at DESC LIMIT ?", (user_id, limit)
         )
         return [RequestRecord(*row) for row in rows.fetchall()]
+
+    async def answered_in_thread(self, channel: str, thread_ts: str) -> bool:
+        """Whether Sophia has answered in this thread before (follow-ups need no mention)."""
+        sql = "SELECT 1 FROM requests WHERE channel = ? AND thread_ts = ? LIMIT 1"
+        row = await self._run(lambda: self._db().execute(sql, (channel, thread_ts)).fetchone())
+        return row is not None
 
     async def spend(self, *, since: float, user_id: str | None = None) -> float:
         """US dollars spent on models since `since`, for everyone or one user."""

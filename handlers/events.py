@@ -7,6 +7,7 @@ database, so a redelivered event, or one delivered to two replicas, is answered 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -20,6 +21,7 @@ from handlers.home import publish_home
 from handlers.render import Target
 
 log = logging.getLogger("sophia.handlers")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 
 # Message subtypes that carry something a person said; edits, deletions, joins and
 # other bots' posts never trigger a reply.
@@ -85,13 +87,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.event("message")
     async def on_message(ack: Any, body: dict, event: dict, client: AsyncWebClient) -> None:
         await ack()
-        if event.get("channel_type") != "im" or event.get("subtype") not in _SAID:
+        if event.get("subtype") not in _SAID:
             return
         if event.get("bot_id") or event.get("user") in (None, deps.bot_user_id):
             return
-        if not await first_time(deps, body.get("event_id")):
+        if event.get("channel_type") == "im":
+            if await first_time(deps, body.get("event_id")):
+                await deps.inflight.run(_answer_dm(deps, client, body, event))
             return
-        await deps.inflight.run(_answer_dm(deps, client, body, event))
+        if await is_follow_up(deps, event) and await first_time(deps, body.get("event_id")):
+            await deps.inflight.run(_answer_follow_up(deps, client, body, event))
 
     @app.event("assistant_thread_started")
     async def on_assistant_thread(
@@ -122,6 +127,39 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if event.get("tab", "home") != "home":
             return
         await publish_home(deps, client, event["user"])
+
+
+async def is_follow_up(deps: Deps, event: dict) -> bool:
+    """A person's reply in a channel thread Sophia has answered in, addressed to nobody else.
+
+    A message that mentions Sophia arrives as `app_mention` too and is answered there; one
+    that mentions someone else and not Sophia is a conversation between people.
+    """
+    thread_ts = event.get("thread_ts")
+    if not thread_ts or thread_ts == event.get("ts"):
+        return False
+    mentioned = set(_MENTION.findall(event.get("text") or ""))
+    if mentioned:
+        return False
+    return await deps.store.answered_in_thread(event["channel"], thread_ts)
+
+
+async def _answer_follow_up(deps: Deps, client: AsyncWebClient, body: dict, event: dict) -> None:
+    channel, user, thread_ts = event["channel"], event["user"], event["thread_ts"]
+    team = event.get("team") or body.get("team_id")
+    request = Request(
+        user=user, text=event.get("text", "").strip(), source="mention", channel=channel,
+        thread_ts=thread_ts, team=team,
+    )  # fmt: skip
+    target = Target(channel=channel, thread_ts=thread_ts, user=user, team=team)
+
+    async def history(skip: set[str]) -> list:
+        return await thread_turns(
+            client, channel=channel, thread_ts=thread_ts, skip_ts=skip | {event["ts"]},
+            bot_user_id=deps.bot_user_id, bot_id=deps.bot_id,
+        )  # fmt: skip
+
+    await answer(deps, client, request, target, history=history)
 
 
 async def _answer_dm(deps: Deps, client: AsyncWebClient, body: dict, event: dict) -> None:

@@ -222,9 +222,12 @@ async def open_pr(
                 files[path], budget = content, budget - len(content)
         note["detail"] = ", ".join(files) or "no file looked relevant; the model sees the file list"
     async with _step(progress, "propose", "Proposing the change (coding model)") as note:
-        proposal = await propose_change(
-            models, repo=repo, request=request, files=files, tree=[p for p, _ in tree]
-        )
+        try:
+            proposal = await propose_change(
+                models, repo=repo, request=request, files=files, tree=[p for p, _ in tree]
+            )
+        except (ProposalError, PatchError) as exc:
+            raise type(exc)(f"{exc} Nothing was committed.") from None
         note["detail"] = proposal.title
     branch = branch_name(proposal.title)
     message = f"{proposal.title}\n\n{proposal.summary}".strip() + "\n\nProposed by Sophia."

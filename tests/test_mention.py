@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.conftest import answer_requests
 from tests.fakes.llm import FakeLLM, Text
 from tests.fakes.slack import FakeSlack
@@ -111,3 +113,56 @@ async def test_the_model_can_read_the_whole_thread_with_a_tool(sophia, slack, ll
         tool_result["role"] == "tool"
         and "U0ALICE: The incident started at 09:12." in tool_result["content"]
     )
+
+
+async def test_a_follow_up_in_a_thread_sophia_answered_needs_no_mention(sophia, slack, llm):
+    await slack.push_event(mention("what is the capital of France?"))
+    await slack.wait_for_call("chat.stopStream")
+    root = slack.messages("C0CHAN")[0]["ts"]
+    llm.script(Text("About 2.1 million people."))
+    await slack.push_event(
+        {
+            "type": "message",
+            "channel": "C0CHAN",
+            "user": "U0USER",
+            "text": "and its population?",
+            "thread_ts": root,
+        }
+    )
+    [_, second] = await slack.wait_for_call("chat.stopStream", count=2)
+    assert "About 2.1 million people." in slack.message("C0CHAN", second.args["ts"])["text"]
+    assert answer_requests(llm)[-1]["messages"][-1]["content"] == "and its population?"
+
+
+async def test_people_talking_to_each_other_or_in_other_threads_are_left_alone(sophia, slack, llm):
+    await slack.push_event(mention("hello?"))
+    await slack.wait_for_call("chat.stopStream")
+    root = slack.messages("C0CHAN")[0]["ts"]
+    # Someone addresses a colleague in Sophia's thread: not for her.
+    await slack.push_event(
+        {
+            "type": "message",
+            "channel": "C0CHAN",
+            "user": "U0USER",
+            "text": "<@U0ALICE> can you check?",
+            "thread_ts": root,
+        }
+    )
+    # A thread Sophia never answered in.
+    other = slack.add_message("C0CHAN", user="U0ALICE", text="lunch?")
+    await slack.push_event(
+        {
+            "type": "message",
+            "channel": "C0CHAN",
+            "user": "U0USER",
+            "text": "sure",
+            "thread_ts": other,
+        }
+    )
+    # A top-level channel message without a mention.
+    await slack.push_event(
+        {"type": "message", "channel": "C0CHAN", "user": "U0USER", "text": "hi all"}
+    )
+    await asyncio.sleep(0.3)
+    assert len(slack.calls_to("chat.startStream")) == 1
+    assert len(answer_requests(llm)) == 1
