@@ -17,6 +17,7 @@ from bot.core.agent import Agent
 from bot.core.budget import CHEAPER, check_budget
 from bot.core.errors import ModelError
 from bot.core.history import as_message, fit_history
+from bot.core.memory import MemoryItem, MemoryStore, Where, memory_prompt
 from bot.core.ports import ApprovalGate, ModelClient, ModelDone, RequestLog, TextDelta
 from bot.core.prompts import system_prompt
 from bot.core.tools import ToolContext, ToolRegistry, core_tools
@@ -26,6 +27,7 @@ from bot.redact import redact
 log = logging.getLogger("sophia.core")
 
 CLASSIFIER_TIMEOUT_S = 2.0
+RECALL_TIMEOUT_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,11 @@ class Orchestrator:
         requests: RequestLog,
         tools: ToolRegistry | None = None,
         approvals: ApprovalGate | None = None,
+        memory: MemoryStore | None = None,
         config: CoreConfig | None = None,
     ) -> None:
+        self.memory = memory
+        self._learning: set[asyncio.Task[None]] = set()
         self._models = models
         self._requests = requests
         self._config = config or CoreConfig()
@@ -115,6 +120,13 @@ class Orchestrator:
             *(as_message(turn) for turn in history),
             {"role": "user", "content": choice_text(request, choice)},
         ]
+        where = Where(user=request.user, channel=request.channel, private=request.private)
+        remembered = await self._recall(request, where)
+        if remembered:
+            messages.insert(1, {"role": "system", "content": memory_prompt(remembered)})
+            reply.notes.append(
+                f"{len(remembered)} memor{'y' if len(remembered) == 1 else 'ies'} used"
+            )
         for message in messages:  # a pasted token never reaches a model provider
             message["content"] = redact(message["content"])
         ctx = ToolContext(
@@ -145,7 +157,39 @@ class Orchestrator:
         if outcome.stopped_at_limit:
             reply.notes.append(f"stopped at the {self._config.max_tool_steps}-step tool limit")
         await progress.step("answer", "Thinking", StepStatus.COMPLETE, detail=reply.route)
+        self._learn_later(request, reply, where)
         return await self._finish(request, reply, started)
+
+    async def _recall(self, request: Request, where: Where) -> list[MemoryItem]:
+        """Relevant memories for this place; a slow or failing memory never blocks the answer."""
+        if self.memory is None:
+            return []
+        try:
+            return await asyncio.wait_for(
+                self.memory.recall(request.text, where=where), RECALL_TIMEOUT_S
+            )
+        except Exception:
+            log.warning(
+                "memory recall failed; answering without it", extra={"request_id": request.id}
+            )
+            return []
+
+    def _learn_later(self, request: Request, reply: Reply, where: Where) -> None:
+        """Keep what is worth keeping, in the background: never delays the reply."""
+        if self.memory is None or not reply.text:
+            return
+        exchange = [
+            {"role": "user", "content": redact(request.text)},
+            {"role": "assistant", "content": reply.text},
+        ]
+        task = asyncio.create_task(self.memory.learn(exchange, where=where))
+        self._learning.add(task)
+        task.add_done_callback(self._learning.discard)
+
+    async def drain_learning(self, timeout: float = 5.0) -> None:
+        """Let background learning finish (at shutdown)."""
+        if self._learning:
+            await asyncio.wait(set(self._learning), timeout=timeout)
 
     async def _choose_route(self, request: Request) -> routing.RouteChoice:
         """Explicit choice first, then the scorer, then the speed model if the scorer is unsure."""
