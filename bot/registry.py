@@ -29,7 +29,7 @@ class CommandContext(Protocol):
     core: Orchestrator  # models, request log, tools
     services: Services  # approvals, GitHub, … (what this Sophia has)
 
-    async def reply_private(self, text: str) -> None:
+    async def reply_private(self, text: str, *, blocks: list[dict] | None = None) -> None:
         """Tell only the person who typed the command (ephemeral in Slack)."""
         ...
 

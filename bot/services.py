@@ -19,6 +19,7 @@ class Services:
     core: Orchestrator
     approvals: Approvals | None = None
     github: GitHub | None = None
+    memory: Any = None  # integrations.memory.MemoryService, when it opened
     # Side-effect tool name → how to turn its arguments into a stored approval request.
     preparers: dict[str, Preparer] = field(default_factory=dict)
 

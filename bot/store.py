@@ -170,6 +170,12 @@ class Store:
         )
         return [RequestRecord(*row) for row in rows.fetchall()]
 
+    async def forget_request_text(self, user_id: str) -> int:
+        """Blank the stored text of a person's requests (kept only with SOPHIA_LOG_CONTENT)."""
+        sql = "UPDATE requests SET text = NULL WHERE user_id = ? AND text IS NOT NULL"
+        cursor = await self._run(lambda: self._db().execute(sql, (user_id,)))
+        return cursor.rowcount
+
     async def answered_in_thread(self, channel: str, thread_ts: str) -> bool:
         """Whether Sophia has answered in this thread before (follow-ups need no mention)."""
         sql = "SELECT 1 FROM requests WHERE channel = ? AND thread_ts = ? LIMIT 1"

@@ -70,13 +70,15 @@ class SlackCommandContext:
                 return
             raise
 
-    async def reply_private(self, text: str) -> None:
+    async def reply_private(self, text: str, *, blocks: list[dict] | None = None) -> None:
         """Ephemeral reply through the command's response_url (works in any channel)."""
         text = redact(text)
         try:
-            await self.respond(text=text, response_type="ephemeral")
+            await self.respond(text=text, blocks=blocks, response_type="ephemeral")
         except Exception:
-            await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
+            await self.client.chat_postEphemeral(
+                channel=self.channel, user=self.user, text=text, blocks=blocks
+            )
 
     async def answer(self, text: str, *, route: str | None = None) -> None:
         """Post `@user asked: …` visibly, then answer in that message's thread."""

@@ -18,7 +18,12 @@ CAPABILITIES = (
 
 
 def home_view(
-    deps: Deps, recent: list[Any], *, pending: list[Any] = (), now: float | None = None
+    deps: Deps,
+    recent: list[Any],
+    *,
+    pending: list[Any] = (),
+    memories: list[Any] | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The App Home view for one person."""
     settings = deps.settings
@@ -63,6 +68,35 @@ def home_view(
                 "elements": [{"type": "mrkdwn", "text": "Nothing yet — say hi in a DM."}],
             }
         )
+    if memories is not None:
+        blocks += [
+            {"type": "divider"},
+            {
+                "type": "header",
+                "text": {"type": "plain_text", "text": "What Sophia remembers about you"},
+            },
+        ]
+        for item in memories[:20]:  # a view holds at most 100 blocks
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f"{item.text}\n_{item.scope.value} memory_"},
+                    "accessory": {
+                        "type": "button", "action_id": "memory_delete", "value": item.id,
+                        "text": {"type": "plain_text", "text": "Delete"},
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "Delete this memory?"},
+                            "text": {"type": "plain_text", "text": item.text[:300]},
+                            "confirm": {"type": "plain_text", "text": "Delete"},
+                            "deny": {"type": "plain_text", "text": "Keep"},
+                        },
+                    },
+                }
+            )  # fmt: skip
+        if not memories:
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": "Nothing yet. `/sophia memory forget` clears everything."}]}
+            )  # fmt: skip
     return {"type": "home", "blocks": blocks}
 
 
@@ -88,4 +122,7 @@ async def publish_home(deps: Deps, client: AsyncWebClient, user: str) -> None:
     recent = await deps.store.recent_requests(user, limit=5)
     approvals = deps.services.approvals if deps.services else None
     pending = await approvals.pending_for(user) if approvals else []
-    await client.views_publish(user_id=user, view=home_view(deps, recent, pending=pending))
+    memory = deps.services.memory if deps.services else None
+    memories = await memory.list_about(user, limit=20) if memory else None
+    view = home_view(deps, recent, pending=pending, memories=memories)
+    await client.views_publish(user_id=user, view=view)
