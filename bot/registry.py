@@ -37,6 +37,10 @@ class CommandContext(Protocol):
         """Run `text` as a request, visibly, with progress and the answer in a thread."""
         ...
 
+    async def post(self, text: str) -> None:
+        """Post `text` visibly in the conversation where the command was typed."""
+        ...
+
     async def post_approval(self, request: ApprovalRequest) -> None:
         """Show a stored approval request with its Approve / Reject buttons."""
         ...

@@ -25,6 +25,7 @@ from handlers.approvals import post_request
 from handlers.conversation import answer
 from handlers.deps import Deps
 from handlers.events import first_time
+from handlers.formatting import markdown_blocks
 from handlers.render import Target
 
 log = logging.getLogger("sophia.commands")
@@ -52,6 +53,17 @@ class SlackCommandContext:
     def services(self) -> Services:
         """What this Sophia has wired up."""
         return self.deps.services
+
+    async def post(self, text: str) -> None:
+        """A visible message in the channel where the command was typed."""
+        try:
+            await self.client.chat_postMessage(
+                channel=self.channel, text=redact(text), blocks=markdown_blocks(redact(text))
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+                raise
+            await self.reply_private(text)  # the result reaches the person who asked, at least
 
     async def post_approval(self, request: ApprovalRequest) -> None:
         """Post the request visibly in the channel where the command was typed."""

@@ -192,6 +192,17 @@ class GitHub:
 
         return await self._call(f"{repo_name}:{path}", load)
 
+    async def search_code(
+        self, repo_name: str, query: str, limit: int = 10
+    ) -> list[dict[str, str]]:
+        """Code search within one repository: path and link of each hit."""
+
+        def load() -> list[dict[str, str]]:
+            hits = self._gh().search_code(f"{query} repo:{repo_name}")
+            return [{"path": h.path, "url": h.html_url} for h in hits[:limit]]
+
+        return await self._call(f"search in {repo_name}", load)
+
     async def repo_info(self, repo_name: str) -> dict[str, Any]:
         """Name, description, default branch, visibility and link."""
 

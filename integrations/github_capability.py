@@ -12,6 +12,7 @@ from bot.registry import CheckResult, CommandContext, DoctorCheck, Registry, Sub
 from bot.services import Services
 from bot.settings import Settings
 from integrations.github import GitHub, GitHubError, PullFacts, parse_pr_ref
+from integrations.github_pr import open_pr, run_pr_open
 
 
 def _github(services: Services) -> GitHub:
@@ -116,6 +117,28 @@ def github_tools(services: Services) -> list:
         """
         return await _github(services).repo_info(repo)
 
+    @tool(name="github_search_code", group="github")
+    async def github_search_code(ctx: ToolContext, repo: str, query: str) -> list:
+        """Search a repository's code; returns matching file paths with links.
+
+        Args:
+            repo: The repository as owner/name.
+            query: Words or an identifier to look for.
+        """
+        return await _github(services).search_code(repo, query)
+
+    @tool(name="github_open_pr", group="github")
+    async def github_open_pr(ctx: ToolContext, repo: str, change: str) -> str:
+        """Make a change on a new branch and open a pull request (never touches the default branch).
+
+        Args:
+            repo: The repository as owner/name.
+            change: What to change, in plain words (e.g. "fix the typo in the README").
+        """
+        return await open_pr(
+            services, services.core.models, repo=repo, request=change, requester=ctx.user
+        )
+
     @tool(name="merge_pr", side_effect=True, group="github")
     async def merge_pr(ctx: ToolContext, repo: str, number: int) -> str:
         """Ask a human approver to merge a pull request (never merges by itself).
@@ -126,7 +149,10 @@ def github_tools(services: Services) -> list:
         """
         raise RuntimeError("merge_pr runs only through an approved request")
 
-    return [github_pr_details, github_read_file, github_repo_info, merge_pr]
+    return [
+        github_pr_details, github_read_file, github_repo_info, github_search_code, github_open_pr,
+        merge_pr,
+    ]  # fmt: skip
 
 
 async def run_pr_merge(ctx: CommandContext) -> None:
@@ -151,6 +177,10 @@ def install(registry: Registry, tools: ToolRegistry, services: Services) -> None
     registry.add_subcommand(
         Subcommand("pr merge", "pr merge <owner/repo>#<n>", "Ask to merge a pull request (needs approval)",
                    run_pr_merge, ("GITHUB_TOKEN",))
+    )  # fmt: skip
+    registry.add_subcommand(
+        Subcommand("pr open", "pr open <owner/repo> <what to change>", "Open a pull request with a change",
+                   run_pr_open, ("GITHUB_TOKEN",))
     )  # fmt: skip
     if services.github is None or not services.github.configured:
         return  # no token: the subcommand says so; the model is not offered tools that cannot work

@@ -146,11 +146,11 @@ async def propose_change(
     listing = "\n".join(tree[:LISTED_PATHS])
     if len(tree) > LISTED_PATHS:
         listing += f"\n… and {len(tree) - LISTED_PATHS} more"
+    shown = {path: text.removesuffix("\n") for path, text in files.items()}
     blocks = "\n".join(
-        f"<<<FILE {boundary} {path}>>>\n{text}{'' if text.endswith(chr(10)) or not text else chr(10)}"
-        f"<<<END {boundary}>>>"
-        for path, text in files.items()
-    )  # fmt: skip
+        f"<<<FILE {boundary} {path}>>>\n{text}\n<<<END {boundary}>>>"
+        for path, text in shown.items()
+    )
     user = (
         f"Repository: {repo}\nRequest: {request}\n\nFiles in the repository ({len(tree)}):\n"
         f"{listing}\n\nContents of the files that look relevant:\n{blocks or '(none)'}"
@@ -246,9 +246,10 @@ async def open_pr(
         except GitHubError as exc:
             raise GitHubError(f"The change is on `{branch}`, but no PR was opened: {exc}") from None
         note["detail"] = f"{repo}#{number}"
-    lines = [f":white_check_mark: Opened <{url}|{repo}#{number}>: *{proposal.title}*"]
-    lines += [proposal.summary] if proposal.summary else []
-    lines += [f"• `{path}` ({kind})" for path, kind in changed]
+    # The model's words are escaped so they cannot ping anyone or forge a link in Slack.
+    lines = [f":white_check_mark: Opened <{url}|{repo}#{number}>: *{_escape(proposal.title)}*"]
+    lines += [_escape(proposal.summary)] if proposal.summary else []
+    lines += [f"• `{_escape(path)}` ({kind})" for path, kind in changed]
     lines.append(f"One commit `{commit.sha[:7]}` on `{branch}` → `{base}`.")
     return redact("\n".join(lines))
 
@@ -268,7 +269,7 @@ async def run_pr_open(ctx: CommandContext) -> None:
     except SophiaError as exc:
         await ctx.reply_private(f":no_entry: {exc}")
         return
-    await ctx.post(f"{text}\n_Asked by <@{ctx.user}>: {request}_")
+    await ctx.post(f"{text}\n_Asked by <@{ctx.user}>._")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -349,6 +350,10 @@ def _json_object(text: str) -> dict:
         if isinstance(data, dict):
             return data
     raise ProposalError("The coding model did not answer with the JSON I asked for.")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _changed(files: dict[str, str | None], known: set[str]) -> list[tuple[str, str]]:

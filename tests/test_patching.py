@@ -132,7 +132,11 @@ def test_pure_insertion_and_git_preamble():
         "diff --git a/f.txt b/f.txt\nindex 83db48f..bf269f4 100644\n"
         "--- a/f.txt\n+++ b/f.txt\n@@ -2,0 +3,1 @@\n+between 2 and 3\n"
     )
-    assert apply_unified_diff(TEN, patch).splitlines()[1:4] == ["line 2", "between 2 and 3", "line 3"]
+    assert apply_unified_diff(TEN, patch).splitlines()[1:4] == [
+        "line 2",
+        "between 2 and 3",
+        "line 3",
+    ]
 
 
 def test_a_blank_context_line_that_lost_its_leading_space_is_still_context():
@@ -158,7 +162,7 @@ def test_malformed_diffs_are_refused_with_a_reason(patch, reason):
 
 def test_a_diff_for_another_file_is_refused():
     patch = diff("@@ -1 +1 @@\n-a\n+b\n", old="a/other.txt", new="b/other.txt")
-    with pytest.raises(PatchError, match="is for `a/other.txt`"):
+    with pytest.raises(PatchError, match=r"is for `a/other\.txt`"):
         apply_unified_diff("a\n", patch, path="f.txt")
     assert apply_unified_diff("a\n", patch, path="other.txt") == "b\n"
 

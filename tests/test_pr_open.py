@@ -91,7 +91,9 @@ def command(args: str, services: Services, models: LiteLLMModels) -> Command:
     return Command(args=args, services=services, core=SimpleNamespace(models=models))
 
 
-def reply(*changes: dict, title: str = "Fix the welcome typo", summary: str = "Fixes a typo.") -> Text:
+def reply(
+    *changes: dict, title: str = "Fix the welcome typo", summary: str = "Fixes a typo."
+) -> Text:
     return Text(json.dumps({"title": title, "summary": summary, "changes": list(changes)}))
 
 
@@ -146,9 +148,9 @@ async def test_a_multi_file_change_lands_as_one_commit_and_a_pull_request(
     assert github.file("acme/site", "app.py", branch) == "print('hello')\n"
     assert github.file("acme/site", "docs/new.md", branch) == "# New\n"
     assert github.file("acme/site", "old.txt", branch) is None
-    assert github.repo("acme/site").store.commits[github.repo("acme/site").branches[branch]].parents == (
-        main_before,
-    )
+    assert github.repo("acme/site").store.commits[
+        github.repo("acme/site").branches[branch]
+    ].parents == (main_before,)
     assert github.repo("acme/site").branches["main"] == main_before
     assert github.file("acme/site", "README.md") == README
     assert github.file("acme/site", "old.txt") == "bye\n"
@@ -183,7 +185,9 @@ async def test_a_diff_that_does_not_apply_is_reported_and_nothing_is_written(
     github, llm, services, models
 ):
     stale = README_DIFF.replace("Welcom to the site.", "Welcome to our site.")
-    llm.script(reply({"path": "app.py", "content": "x = 1\n"}, {"path": "README.md", "diff": stale}))
+    llm.script(
+        reply({"path": "app.py", "content": "x = 1\n"}, {"path": "README.md", "diff": stale})
+    )
     ctx = command("acme/site fix the README typo and use x in app.py", services, models)
     await run_pr_open(ctx)
     error = ctx.private_replies[-1]
@@ -202,7 +206,7 @@ async def test_the_pull_request_targets_the_default_branch_with_progress_reporte
     llm.script(
         Text(
             "```json\n"
-            + json.dumps({"title": "Describe the tool", "summary": "Says what it does.",
+            + json.dumps({"title": "Describe the tool", "summary": "Says what it does. <!channel>",
                           "changes": [{"path": "README.md", "content": "# Tool\n\nIt helps.\n"}]})
             + "\n```"
         )
@@ -216,6 +220,7 @@ async def test_the_pull_request_targets_the_default_branch_with_progress_reporte
     assert pull.base == "develop" and pull.title == "Describe the tool"
     assert pull.body.startswith("Says what it does.")
     assert "acme/tool#1" in message and "→ `develop`" in message
+    assert "<!channel>" not in message and "&lt;!channel&gt;" in message  # model text is inert
     titles = [t for _, t, s in steps.seen if s == StepStatus.COMPLETE]
     assert titles[0] == "Reading acme/tool" and titles[1] == "Proposing the change (coding model)"
     assert titles[2].startswith("Committing on sophia/describe-the-tool-")
@@ -279,3 +284,61 @@ async def test_list_files_lists_blobs_with_sizes(github):
     gh = GitHub(token=github.token, base_url=github.base_url)
     files = dict(await gh.list_files("acme/site"))
     assert files == {"README.md": len(README), "app.py": len(APP), "old.txt": 4, "logo.png": 1}
+
+
+async def test_slash_pr_open_posts_the_pr_link_in_the_channel(tmp_path, slack, llm, github):
+    """End to end through Slack: `/sophia pr open` commits on a branch and posts the PR link."""
+    from bot.app import Sophia
+
+    settings = make_settings(
+        tmp_path, slack, llm, github_token=github.token, github_api_url=github.base_url
+    )
+    llm.script(Text(json.dumps({
+        "title": "Fix README typo", "summary": "Corrects a typo.",
+        "changes": [{"path": "README.md", "content": "# Site\\n\\nWelcome!\\n"}],
+    })))  # fmt: skip
+    sophia = Sophia(settings, socket_ping_interval=1.0)
+    await sophia.start()
+    try:
+        await slack.wait_connected()
+        await slack.push_slash_command("pr open acme/site fix the typo in the README")
+        [post] = await slack.wait_for_call(
+            "chat.postMessage", lambda c: "/pull/" in c.args.get("text", ""), timeout=10
+        )
+        assert post.args["channel"] == "C0CHAN" and "Fix README typo" in post.args["text"]
+        assert github.file("acme/site", "README.md") == README  # main untouched
+        [pull] = github.calls("POST", r"/pulls$")
+        assert pull.json["base"] == "main" and BRANCH.fullmatch(pull.json["head"])
+    finally:
+        await sophia.stop()
+
+
+async def test_a_mention_can_open_a_pr_through_the_model(tmp_path, slack, llm, github):
+    from bot.app import Sophia
+    from tests.fakes.llm import ToolCalls
+    from tests.test_mention import mention
+
+    settings = make_settings(
+        tmp_path, slack, llm, github_token=github.token, github_api_url=github.base_url
+    )
+    proposal = {"title": "Fix typo", "summary": "Welcom → Welcome.",
+                "changes": [{"path": "README.md", "content": README.replace("Welcom ", "Welcome ")}]}  # fmt: skip
+    llm.script(
+        ToolCalls(
+            [("github_open_pr", {"repo": "acme/site", "change": "fix the typo in the README"})]
+        ),
+        Text(json.dumps(proposal)),
+        Text("I opened a pull request with the fix."),
+    )
+    sophia = Sophia(settings, socket_ping_interval=1.0)
+    await sophia.start()
+    try:
+        await slack.wait_connected()
+        await slack.push_event(mention("fix the typo in README of acme/site"))
+        [stop] = await slack.wait_for_call("chat.stopStream", timeout=10)
+        assert "I opened a pull request" in slack.message("C0CHAN", stop.args["ts"])["text"]
+        [pull] = github.calls("POST", r"/pulls$")
+        assert pull.json["title"] == "Fix typo"
+        assert github.file("acme/site", "README.md") == README  # the default branch is untouched
+    finally:
+        await sophia.stop()
