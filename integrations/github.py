@@ -117,7 +117,7 @@ class GitHub:
             )  # fmt: skip
         return self._client
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+    async def _call(self, what: str, fn: Callable[[], T], *, merging: bool = False) -> T:
         """Run a PyGithub call in a thread; turn its exceptions into plain sentences."""
         from github import BadCredentialsException, GithubException, UnknownObjectException
 
@@ -129,7 +129,7 @@ class GitHub:
             raise GitHubError(f"{what}: not found, or the token has no access to it.") from None
         except GithubException as exc:
             message = (exc.data or {}).get("message") if isinstance(exc.data, dict) else None
-            if exc.status == 409:
+            if exc.status == 409 and merging:
                 raise VersionChanged(
                     f"{what}: GitHub says the head changed ({message}); the approval is void."
                 ) from None
@@ -317,7 +317,7 @@ class GitHub:
                 raise GitHubError(f"GitHub did not merge: {status.message}")
             return f"Merged <{pr.html_url}|{repo_name}#{number}> ({chosen}) as `{status.sha[:7]}`."
 
-        return await self._call(f"{repo_name}#{number}", run)
+        return await self._call(f"{repo_name}#{number}", run, merging=True)
 
 
 def _allows(repo: Any, method: str) -> bool:
