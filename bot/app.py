@@ -9,7 +9,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -34,10 +34,13 @@ from bot.registry import Registry
 from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
+from handlers import memory as memory_handlers
 from handlers.approvals import SlackApprovalGate, SlackApprovers, expiry_loop, report_reconciled
-from integrations import github_capability
+from integrations import github_capability, index_capability
 from integrations.github import GitHub, MergeExecutor
+from integrations.index_capability import web_url_for
 from integrations.llm import LiteLLMModels
+from integrations.repo_index import RepoIndex
 
 log = logging.getLogger("sophia")
 
@@ -181,6 +184,9 @@ class Sophia:
     _lock: DataDirLock | None = field(default=None, init=False)
     _warm: asyncio.Task[None] | None = field(default=None, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
+    _memory_task: asyncio.Task[None] | None = field(default=None, init=False)
+    _memory: Any = field(default=None, init=False)
+    memory_ready: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     async def start(self) -> None:
         """Open state, connect to Slack over Socket Mode, and start the health endpoint."""
@@ -225,6 +231,7 @@ class Sophia:
         bolt_log.addFilter(_quiet_token_notice)
         self.app = AsyncApp(client=client, logger=bolt_log)
         handlers.register(self.app, self.deps)
+        memory_handlers.register(self.app, self.deps)
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session
@@ -241,12 +248,60 @@ class Sophia:
         for outcome in await approvals.reconcile():
             await report_reconciled(client, outcome)
         self._sweeper = asyncio.create_task(expiry_loop(self.deps, client))
+        memory_handlers.install(self.registry)
+        index_capability.install(self.registry, core.tools, services)
+        services.repo_index_missing = "Repository indexing is starting up; try again in a moment."
+        # The memory store (embedding model, mem0, Qdrant Edge) opens in the background: Slack
+        # is answered from the first second, memories join as soon as they are ready.
+        self._memory_task = asyncio.create_task(self._open_memory(store, github))
         # litellm takes seconds to import; do it now, off the event loop, not on the first question.
         self._warm = asyncio.create_task(asyncio.to_thread(warm_up_models, core))
         log.info(
             "connected to Slack",
             extra={"team": auth.get("team"), "bot_user_id": auth.get("user_id")},
         )
+
+    async def _open_memory(self, store: Store, github: GitHub) -> None:
+        """Open memory and the repository index; on failure run without them and say why."""
+        services, core = self.deps.services, self.deps.core
+        try:
+            from integrations.memory import MemoryService, memory_tools
+
+            memory = await MemoryService.open(self.settings, models=core.models)
+        except ConfigError as exc:
+            log.error("memory is off", extra={"reason": str(exc)})
+            services.memory_missing = services.repo_index_missing = str(exc)
+            self.memory_ready.set()
+            return
+        except Exception:
+            log.exception("memory could not start")
+            services.memory_missing = services.repo_index_missing = (
+                "Memory could not start; see the logs."
+            )
+            self.memory_ready.set()
+            return
+        self._memory = memory
+        for memory_tool in memory_tools(memory):
+            if core.tools.get(memory_tool.name) is None:
+                core.tools.add(memory_tool)
+        core.memory = services.memory = memory
+        edge = getattr(memory, "edge", None)
+        if not github.configured:
+            services.repo_index_missing = "Repository indexing needs GitHub: set GITHUB_TOKEN."
+        elif edge is None:
+            services.repo_index_missing = (
+                "Repository indexing needs the embedded store (it does not use QDRANT_URL yet)."
+            )
+        else:
+            collection = await asyncio.to_thread(edge.collection, "code", memory.embedder.dims)
+            services.repo_index = RepoIndex(
+                github=github, store=store, collection=collection, embedder=memory.embedder,
+                web_url=web_url_for(self.settings.github_api_url),
+            )  # fmt: skip
+            services.repo_index_missing = None
+            index_capability.install(self.registry, core.tools, services)
+        log.info("memory ready", extra={"backend": memory.backend})
+        self.memory_ready.set()
 
     async def ready(self) -> bool:
         """True while Socket Mode is connected and the database answers."""
@@ -272,6 +327,12 @@ class Sophia:
                 log.warning("shutdown cut off in-flight replies", extra={"count": cut})
         if self._sweeper:
             self._sweeper.cancel()
+        if self._memory_task:
+            await self._memory_task  # a half-open store must not outlive us
+        if self.deps:
+            await self.deps.core.drain_learning()
+        if self._memory:
+            await self._memory.close()  # releases the embedded store's file lock
         if self._warm:
             await self._warm
         if self.health:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from bot.core.approvals import ApprovalRequest
     from bot.core.orchestrator import Orchestrator
+    from bot.core.types import Progress
     from bot.services import Services
     from bot.settings import Settings
 
@@ -39,6 +40,11 @@ class CommandContext(Protocol):
 
     async def post(self, text: str) -> None:
         """Post `text` visibly in the conversation where the command was typed."""
+        ...
+
+    async def in_thread(self, title: str, work: Callable[[Progress], Awaitable[str]]) -> None:
+        """Post `title` visibly, run `work` with its progress shown in that message's thread,
+        and finish the thread with the text `work` returns (or a plain error)."""
         ...
 
     async def post_approval(self, request: ApprovalRequest) -> None:

@@ -20,6 +20,9 @@ class Services:
     approvals: Approvals | None = None
     github: GitHub | None = None
     memory: Any = None  # integrations.memory.MemoryService, when it opened
+    memory_missing: str | None = None  # why there is no memory (shown to people who ask)
+    repo_index: Any = None  # integrations.repo_index.RepoIndex, when GitHub and memory are set up
+    repo_index_missing: str | None = None  # why there is no index (names the variable)
     # Side-effect tool name → how to turn its arguments into a stored approval request.
     preparers: dict[str, Preparer] = field(default_factory=dict)
 

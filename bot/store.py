@@ -9,6 +9,7 @@ dedupe the same event without both answering it.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -67,6 +68,14 @@ CREATE TABLE IF NOT EXISTS approvals (
     result TEXT
 );
 CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state);
+CREATE TABLE IF NOT EXISTS code_files (
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    blob_sha TEXT NOT NULL,
+    chunk_ids TEXT NOT NULL,
+    indexed_at REAL NOT NULL,
+    PRIMARY KEY (repo, path)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -245,6 +254,28 @@ class Store:
     async def audit_log(self, limit: int) -> list[dict[str, Any]]:
         """The latest audit entries, newest first."""
         return await self._select("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+
+    # -- repository index bookkeeping (which blob of each file is embedded) ------------------
+
+    async def code_files(self, repo: str) -> dict[str, tuple[str, list[str]]]:
+        """Indexed files of a repository: path → (blob sha, chunk point ids)."""
+        rows = await self._select(
+            "SELECT path, blob_sha, chunk_ids FROM code_files WHERE repo = ?", (repo,)
+        )
+        return {r["path"]: (r["blob_sha"], json.loads(r["chunk_ids"])) for r in rows}
+
+    async def set_code_file(
+        self, repo: str, path: str, blob_sha: str, chunk_ids: list[str]
+    ) -> None:
+        """Record that a file's blob is indexed as these chunks."""
+        sql = "INSERT OR REPLACE INTO code_files VALUES (?, ?, ?, ?, ?)"
+        args = (repo, path, blob_sha, json.dumps(chunk_ids), time.time())
+        await self._run(lambda: self._db().execute(sql, args))
+
+    async def drop_code_file(self, repo: str, path: str) -> None:
+        """Forget a file that left the repository."""
+        sql = "DELETE FROM code_files WHERE repo = ? AND path = ?"
+        await self._run(lambda: self._db().execute(sql, (repo, path)))
 
     async def _select(self, sql: str, args: tuple) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +19,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import help_text, not_available_text
 from bot.core.approvals import ApprovalRequest
+from bot.core.errors import SophiaError
 from bot.core.orchestrator import Orchestrator
-from bot.core.types import Request
+from bot.core.types import Progress, Reply, Request, new_request_id
 from bot.redact import redact
 from bot.services import Services
 from handlers.approvals import post_request
@@ -26,7 +29,7 @@ from handlers.conversation import answer
 from handlers.deps import Deps
 from handlers.events import first_time
 from handlers.formatting import markdown_blocks
-from handlers.render import Target
+from handlers.render import SlackReply, Target
 
 log = logging.getLogger("sophia.commands")
 
@@ -64,6 +67,35 @@ class SlackCommandContext:
             if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
                 raise
             await self.reply_private(text)  # the result reaches the person who asked, at least
+
+    async def in_thread(self, title: str, work: Callable[[Progress], Awaitable[str]]) -> None:
+        """A visible message, the job's progress in its thread, the result at the end."""
+        try:
+            posted = await self.client.chat_postMessage(channel=self.channel, text=title)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+                raise
+            await self.reply_private(
+                "I'm not a member of this conversation; invite me with `/invite @Sophia`."
+            )
+            return
+        target = Target(
+            channel=self.channel, thread_ts=posted["ts"], user=self.user, team=self.team,
+            is_dm=self.private,
+        )  # fmt: skip
+        view = SlackReply(self.client, target, first_step=("start", "Starting"))
+        await view.open()
+        reply = Reply(request_id=new_request_id(), text="")
+        started = time.perf_counter()
+        try:
+            reply.text = await work(view)
+        except SophiaError as exc:
+            reply.error = str(exc)
+        except Exception:
+            log.exception("job failed", extra={"request_id": reply.request_id})
+            reply.error = f"The job failed on my side (ref `{reply.request_id}`)."
+        reply.elapsed_s = time.perf_counter() - started
+        await view.finish(reply, footer=f"{reply.elapsed_s:.1f}s")
 
     async def post_approval(self, request: ApprovalRequest) -> None:
         """Post the request visibly in the channel where the command was typed."""

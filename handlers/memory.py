@@ -34,7 +34,9 @@ async def run_memory_search(ctx: CommandContext) -> None:
     """`/sophia memory search <q>`: only what the asker could be told in this place."""
     memory = ctx.services.memory
     if memory is None:
-        await ctx.reply_private("Memory is not available in this Sophia.")
+        await ctx.reply_private(
+            ctx.services.memory_missing or "Memory is starting up; try again in a moment."
+        )
         return
     query = ctx.args.strip()
     if not query:
@@ -55,7 +57,9 @@ async def run_memory_search(ctx: CommandContext) -> None:
 async def run_memory_forget(ctx: CommandContext) -> None:
     """`/sophia memory forget`: asks for confirmation with a button."""
     if ctx.services.memory is None:
-        await ctx.reply_private("Memory is not available in this Sophia.")
+        await ctx.reply_private(
+            ctx.services.memory_missing or "Memory is starting up; try again in a moment."
+        )
         return
     text = (
         "This deletes everything I remember about you — your personal memories and every "

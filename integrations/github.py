@@ -226,6 +226,18 @@ class GitHub:
 
         return await self._call(f"{repo_name}:{branch or 'default branch'}", load)
 
+    async def list_blobs(
+        self, repo_name: str, ref: str | None = None
+    ) -> list[tuple[str, str, int]]:
+        """Every file on `ref` as (path, blob sha, size): the sha tells what changed since last time."""
+
+        def load() -> list[tuple[str, str, int]]:
+            repo = self._gh().get_repo(repo_name)
+            tree = repo.get_git_tree(ref or repo.default_branch, recursive=True)
+            return [(e.path, e.sha, e.size or 0) for e in tree.tree if e.type == "blob"]
+
+        return await self._call(f"{repo_name} files", load)
+
     async def list_files(self, repo_name: str, ref: str | None = None) -> list[tuple[str, int]]:
         """Every file (path, size in bytes) on `ref`, the default branch when omitted."""
 

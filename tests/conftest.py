@@ -37,9 +37,23 @@ def is_classifier(body: dict) -> bool:
     return bool(messages) and messages[0].get("content") == CLASSIFIER_SYSTEM
 
 
+# mem0's own prompts, for the fact extraction Sophia runs in the background after answering.
+MEM0_MARKERS = ("Personal Information Organizer", "smart memory manager")
+
+
+def is_memory_extraction(body: dict) -> bool:
+    """A background mem0 request: extract facts or decide memory updates."""
+    text = " ".join(str(m.get("content")) for m in body.get("messages") or [])
+    return any(marker in text for marker in MEM0_MARKERS)
+
+
 def answer_requests(llm: FakeLLM) -> list[dict]:
     """The model requests that answer people (not the side classification calls)."""
-    return [body for body in llm.chat_requests() if not is_classifier(body)]
+    return [
+        body
+        for body in llm.chat_requests()
+        if not is_classifier(body) and not is_memory_extraction(body)
+    ]
 
 
 @pytest.fixture
@@ -49,6 +63,10 @@ async def llm() -> AsyncIterator[FakeLLM]:
         # without consuming the replies a test scripts for the answer itself.
         fake.classify_as = "reasoning"
         fake.on(lambda body: Text(fake.classify_as) if is_classifier(body) else None, first=True)
+        # Background fact extraction finds nothing unless a test says otherwise.
+        fake.on(
+            lambda body: Text('{"facts": []}') if is_memory_extraction(body) else None, first=True
+        )
         yield fake
 
 
