@@ -42,7 +42,9 @@ MEM0_MARKERS = ("Personal Information Organizer", "smart memory manager")
 
 
 def is_memory_extraction(body: dict) -> bool:
-    """A background mem0 request: extract facts or decide memory updates."""
+    """A background mem0 request: extract facts or decide memory updates (asked for JSON)."""
+    if (body.get("response_format") or {}).get("type") == "json_object":
+        return True
     text = " ".join(str(m.get("content")) for m in body.get("messages") or [])
     return any(marker in text for marker in MEM0_MARKERS)
 
