@@ -285,7 +285,7 @@ class Sophia:
             if core.tools.get(memory_tool.name) is None:
                 core.tools.add(memory_tool)
         core.memory = services.memory = memory
-        edge = getattr(memory, "edge", None)
+        edge = memory.edge
         if not github.configured:
             services.repo_index_missing = "Repository indexing needs GitHub: set GITHUB_TOKEN."
         elif edge is None:

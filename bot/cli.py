@@ -168,6 +168,76 @@ async def _approvals(settings, everything: bool):  # -> list[ApprovalRequest]
         await store.close()
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    """Index (or refresh) a GitHub repository into this data dir's store."""
+    from bot.core.errors import ConfigError
+    from bot.logs import setup_logging
+
+    settings = _settings()
+    setup_logging(fmt=settings.log_format, level="WARNING")
+    try:
+        return asyncio.run(_index(settings, args.repo))
+    except ConfigError as exc:
+        _fail(str(exc))
+    return 2
+
+
+async def _index(settings, repo: str) -> int:
+    from bot.app import DataDirLock
+    from bot.core.errors import ConfigError
+    from bot.store import Store
+    from bot.terminal import TerminalProgress
+    from integrations.github import GitHub
+    from integrations.index_capability import web_url_for
+    from integrations.memory import MemoryService
+    from integrations.repo_index import RepoIndex
+
+    if settings.github_token is None:
+        raise ConfigError("Indexing needs GitHub: set GITHUB_TOKEN.", variable="GITHUB_TOKEN")
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()  # a running `sophia run` owns the store: say so instead of corrupting it
+    store = await Store.open(settings.resolved_database_url())
+    memory = await MemoryService.open(settings)
+    try:
+        if memory.edge is None:
+            raise ConfigError("Indexing needs the embedded store; it does not use QDRANT_URL yet.")
+        github = GitHub(
+            token=settings.github_token.get_secret_value(), base_url=settings.github_api_url
+        )
+        collection = await asyncio.to_thread(memory.edge.collection, "code", memory.embedder.dims)
+        index = RepoIndex(
+            github=github, store=store, collection=collection, embedder=memory.embedder,
+            web_url=web_url_for(settings.github_api_url),
+        )  # fmt: skip
+        report = await index.sync(repo, progress=TerminalProgress())
+        print(f"{repo}@{report.ref}: {report.files} files, {report.changed} (re)indexed, "
+              f"{report.removed} removed, {report.chunks} chunks written")  # fmt: skip
+    finally:
+        await memory.close()
+        await store.close()
+        lock.release()
+    return 0
+
+
+def cmd_memory_reindex(_: argparse.Namespace) -> int:
+    """Re-embed every memory after SOPHIA_EMBEDDINGS changed."""
+    from bot.app import DataDirLock
+    from bot.core.errors import ConfigError
+    from integrations.memory import MemoryService
+
+    settings = _settings()
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()
+        count = asyncio.run(MemoryService.reindex(settings))
+    except ConfigError as exc:
+        _fail(str(exc))
+    finally:
+        lock.release()
+    print(f"Re-embedded {count} memories.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `sophia`."""
     parser = argparse.ArgumentParser(
@@ -186,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     approvals = sub.add_parser("approvals", help="list approval requests (approve in Slack)")
     approvals.add_argument("--all", action="store_true", help="include decided and finished ones")
     approvals.set_defaults(func=cmd_approvals)
+    index = sub.add_parser("index", help="index a GitHub repository for questions")
+    index.add_argument("repo", help="owner/repo")
+    index.set_defaults(func=cmd_index)
+    memory = sub.add_parser("memory", help="memory maintenance")
+    memory_sub = memory.add_subparsers(dest="memory_command", metavar="command", required=True)
+    reindex = memory_sub.add_parser(
+        "reindex", help="re-embed every memory after SOPHIA_EMBEDDINGS changed"
+    )
+    reindex.set_defaults(func=cmd_memory_reindex)
     return parser
 
 

@@ -89,6 +89,7 @@ class SlackCommandContext:
         started = time.perf_counter()
         try:
             reply.text = await work(view)
+            await view.text(reply.text)  # the result is the thread's answer
         except SophiaError as exc:
             reply.error = str(exc)
         except Exception:

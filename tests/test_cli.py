@@ -155,3 +155,18 @@ async def test_approvals_lists_requests_from_the_database(tmp_path, slack, llm):
     env = fake_env(tmp_path, slack, llm, COLUMNS="200")  # a wide terminal: one row per request
     code, out, _ = await run(["approvals"], env, tmp_path)
     assert code == 0 and "acme/site#7" in out and "pending" in out
+
+
+async def test_index_from_the_terminal_and_refusal_while_sophia_runs(tmp_path, slack, llm):
+    from tests.fakes.github import FakeGitHub
+
+    async with FakeGitHub() as github:
+        github.add_repo("acme/docs", files={"README.md": "# Docs\n\n## Setup\n\nRun make.\n"})
+        env = fake_env(
+            tmp_path, slack, llm, GITHUB_TOKEN=github.token, GITHUB_API_URL=github.base_url
+        )
+        code, out, err = await run(["index", "acme/docs"], env, tmp_path)
+        assert code == 0, err
+        assert "acme/docs@main: 1 files, 1 (re)indexed, 0 removed" in out
+        code, out, _ = await run(["index", "acme/docs"], env, tmp_path)
+        assert "0 (re)indexed" in out  # nothing changed, nothing re-embedded

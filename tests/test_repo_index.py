@@ -119,3 +119,37 @@ async def test_re_index_touches_only_changed_files_and_removes_deleted_ones(inde
     assert all(h.path != "old.py" for h in await index.search("gone", repo="acme/shop", limit=10))
     again = await index.sync("acme/shop")
     assert (again.changed, again.removed) == (0, 0)
+
+
+async def test_index_through_slack_then_a_question_cites_path_and_line(
+    tmp_path, slack, llm, github
+):
+    from bot.app import Sophia
+    from tests.conftest import answer_requests, make_settings
+    from tests.fakes.llm import Text, ToolCalls
+    from tests.test_mention import mention
+
+    settings = make_settings(
+        tmp_path, slack, llm, github_token=github.token, github_api_url=github.base_url
+    )
+    sophia = Sophia(settings, socket_ping_interval=1.0)
+    await sophia.start()
+    try:
+        await slack.wait_connected()
+        await sophia.memory_ready.wait()
+        await slack.push_slash_command("index acme/shop")
+        [stop] = await slack.wait_for_call("chat.stopStream", timeout=20)
+        final = slack.message("C0CHAN", stop.args["ts"])
+        assert "Indexed `acme/shop` on `main`: 3 files" in final["text"]
+        assert (
+            final["tasks"]["embed"]["title"] == "Indexed 3 files (6 chunks)"
+        )  # progress in the thread
+
+        llm.script(ToolCalls([("search_code", {"query": "retry a failed card charge", "repo": "acme/shop"})]),
+                   Text("See payments.py:6."))  # fmt: skip
+        await slack.push_event(mention("where do we retry card charges?"))
+        await slack.wait_for_call("chat.stopStream", count=2, timeout=10)
+        tool_result = answer_requests(llm)[-1]["messages"][-1]["content"]
+        assert "payments.py:6-12" in tool_result and "#L6-L12|payments.py:6>" in tool_result
+    finally:
+        await sophia.stop()
