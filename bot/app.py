@@ -25,7 +25,7 @@ from bot.commands import register_core_commands
 from bot.core.approvals import Approvals
 from bot.core.errors import ConfigError
 from bot.core.orchestrator import CoreConfig, Orchestrator
-from bot.core.ports import ApprovalGate
+from bot.core.ports import ApprovalGate, Observer
 from bot.doctor import register_core_checks
 from bot.health import HealthServer
 from bot.metrics import Metrics
@@ -111,13 +111,17 @@ def warm_up_models(core: Orchestrator) -> None:
 
 
 def build_core(
-    settings: Settings, store: Store, approvals: ApprovalGate | None = None
+    settings: Settings,
+    store: Store,
+    approvals: ApprovalGate | None = None,
+    observer: Observer | None = None,
 ) -> Orchestrator:
     """The orchestration core with this build's model access and tools."""
     return Orchestrator(
         models=LiteLLMModels(settings),
         requests=store,
         approvals=approvals,
+        observer=observer,
         config=core_config(settings),
     )
 
@@ -218,7 +222,7 @@ class Sophia:
         )  # fmt: skip
         approvals.register("github.merge", MergeExecutor(github, method=settings.merge_method))
         gate = SlackApprovalGate(client)
-        core = build_core(settings, store, approvals=gate)
+        core = build_core(settings, store, approvals=gate, observer=self.metrics)
         services = Services(core=core, approvals=approvals, github=github)
         github_capability.install(self.registry, core.tools, services)
         self.deps = handlers.Deps(
@@ -312,7 +316,11 @@ class Sophia:
 
     def _metrics_text(self) -> str:
         inflight = len(self.deps.inflight) if self.deps else 0
-        return self.metrics.render({"sophia_inflight_replies": inflight})
+        # Replies waiting for one of the model slots: the queue depth.
+        waiting = len(getattr(self.deps.reply_slots, "_waiters", None) or ()) if self.deps else 0
+        return self.metrics.render(
+            {"sophia_inflight_replies": inflight, "sophia_replies_waiting": waiting}
+        )
 
     async def stop(self) -> None:
         """Stop taking events, let in-flight replies finish (bounded), then close everything."""

@@ -214,6 +214,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         try:
             outcome = await approvals.decide(approval_id, user=user, approve=approve)
         except ApprovalError as exc:
+            deps.metrics.inc("sophia_approvals_total", outcome=f"refused_{type(exc).__name__}")
             await _tell(client, body, user, f":no_entry: {exc}")
             try:
                 current = await approvals.get(approval_id)
@@ -222,6 +223,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if current.state in (ApprovalState.EXPIRED,):
                 await show_decision(client, current)
             return
+        deps.metrics.inc("sophia_approvals_total", outcome="approved" if approve else "rejected")
         await show_decision(client, outcome.request)
         if approve:
             await deps.inflight.run(run_approved(deps, client, approval_id))

@@ -170,3 +170,28 @@ async def test_index_from_the_terminal_and_refusal_while_sophia_runs(tmp_path, s
         assert "acme/docs@main: 1 files, 1 (re)indexed, 0 removed" in out
         code, out, _ = await run(["index", "acme/docs"], env, tmp_path)
         assert "0 (re)indexed" in out  # nothing changed, nothing re-embedded
+
+
+async def test_metrics_count_what_happened(sophia, slack, llm):
+    from tests.fakes.llm import ToolCalls
+
+    llm.script(ToolCalls([("current_time", {})]), Text("It is late."))
+    await slack.push_event(mention("what time is it?"))
+    await slack.wait_for_call("chat.stopStream")
+    await slack.push_event(mention("and now?"), event_id="Ev0METRICS")
+    await slack.push_event(mention("and now?"), event_id="Ev0METRICS", retry_attempt=1)
+    await slack.wait_for_call("chat.stopStream", count=2)
+    url = f"http://127.0.0.1:{sophia.health.port}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["sophia_events_total"] == 3 and values["sophia_events_duplicate_total"] == 1
+    assert values['sophia_replies_total{source="mention",status="ok"}'] == 2
+    assert values['sophia_tool_calls_total{outcome="ok",tool="current_time"}'] == 1
+    assert sum(v for k, v in values.items() if k.startswith("sophia_model_requests_total")) == 2
+    assert sum(v for k, v in values.items() if k.startswith("sophia_model_tokens_total")) > 0
+    assert "# TYPE sophia_replies_waiting gauge" in text

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core.errors import StreamInterrupted
-from bot.core.ports import ApprovalGate, ModelClient, ModelDone, TextDelta, ToolCall
+from bot.core.ports import ApprovalGate, ModelClient, ModelDone, Observer, TextDelta, ToolCall
 from bot.core.tools import ToolContext, ToolRegistry, ToolResult, untrusted
 from bot.core.types import Progress, StepStatus, Usage
 
@@ -49,7 +49,9 @@ class Agent:
         tools: ToolRegistry,
         approvals: ApprovalGate | None = None,
         max_steps: int = 8,
+        observer: Observer | None = None,
     ) -> None:
+        self._observer = observer
         self._models = models
         self._tools = tools
         self._approvals = approvals
@@ -152,6 +154,11 @@ class Agent:
         step_id = f"tool-{step}-{index}"
         await progress.step(step_id, f"Using {call.name}", StepStatus.IN_PROGRESS)
         result = await registry.call(call.name, call.arguments, ctx)
+        if self._observer is not None:
+            outcome = (
+                "approval_requested" if result.needs_approval else "ok" if result.ok else "error"
+            )
+            self._observer.tool_called(call.name, outcome)
         if result.needs_approval:  # valid arguments for a side-effect tool: a human decides
             content = await self._request_approval(call, ctx, allow_side_effects)
             await progress.step(step_id, f"{call.name}: needs approval", StepStatus.COMPLETE)

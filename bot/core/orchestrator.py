@@ -18,7 +18,7 @@ from bot.core.budget import CHEAPER, check_budget
 from bot.core.errors import ModelError
 from bot.core.history import as_message, fit_history
 from bot.core.memory import MemoryItem, MemoryStore, Where, memory_prompt
-from bot.core.ports import ApprovalGate, ModelClient, ModelDone, RequestLog, TextDelta
+from bot.core.ports import ApprovalGate, ModelClient, ModelDone, Observer, RequestLog, TextDelta
 from bot.core.prompts import system_prompt
 from bot.core.tools import ToolContext, ToolRegistry, core_tools
 from bot.core.types import Progress, Reply, Request, RequestRecord, StepStatus
@@ -52,8 +52,10 @@ class Orchestrator:
         tools: ToolRegistry | None = None,
         approvals: ApprovalGate | None = None,
         memory: MemoryStore | None = None,
+        observer: Observer | None = None,
         config: CoreConfig | None = None,
     ) -> None:
+        self._observer = observer
         self.memory = memory
         self._learning: set[asyncio.Task[None]] = set()
         self._models = models
@@ -68,6 +70,7 @@ class Orchestrator:
             tools=self.tools,
             approvals=approvals,
             max_steps=self._config.max_tool_steps,
+            observer=observer,
         )
 
     @property
@@ -245,6 +248,8 @@ class Orchestrator:
             error=reply.error,
             text=request.text if self._config.log_content else None,
         )
+        if self._observer is not None:
+            self._observer.answered(reply)
         try:
             await self._requests.log_request(record)
         except Exception:  # the log must never cost the user their answer

@@ -81,6 +81,18 @@ class RequestLog(Protocol):
         ...
 
 
+class Observer(Protocol):
+    """Told what happened, for metrics; must not raise."""
+
+    def answered(self, reply: Any) -> None:
+        """A request finished (its `Reply`)."""
+        ...
+
+    def tool_called(self, name: str, outcome: str) -> None:
+        """A tool call ended: ok, error, or approval_requested."""
+        ...
+
+
 class ApprovalGate(Protocol):
     """Where a side-effect tool call goes instead of running: a human must approve it."""
 
