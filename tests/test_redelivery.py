@@ -77,3 +77,16 @@ async def test_after_a_disconnect_or_a_dropped_connection_the_next_event_is_answ
         slack.message("C0CHAN", c.args["ts"])["text"] for c in slack.calls_to("chat.stopStream")
     ]
     assert texts == ["echo: still there?", "echo: and now?"]
+
+
+async def test_shutdown_lets_an_in_flight_reply_finish(settings, slack, llm):
+    llm.script(Slow(1.0, Text("finished after the shutdown began")))
+    app = Sophia(settings, socket_ping_interval=1.0)
+    await app.start()
+    await slack.wait_connected()
+    await slack.push_event(mention("take your time"))
+    await slack.wait_for_call("chat.startStream")
+    await app.stop()  # SIGTERM does this: stop taking events, then drain in-flight replies
+    [stop] = slack.calls_to("chat.stopStream")
+    assert "finished after the shutdown began" in slack.message("C0CHAN", stop.args["ts"])["text"]
+    assert slack.connections == 0
