@@ -76,6 +76,14 @@ CREATE TABLE IF NOT EXISTS code_files (
     indexed_at REAL NOT NULL,
     PRIMARY KEY (repo, path)
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    value TEXT NOT NULL,
+    comment TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (request_id, user_id)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -184,6 +192,26 @@ class Store:
         sql = "UPDATE requests SET text = NULL WHERE user_id = ? AND text IS NOT NULL"
         cursor = await self._run(lambda: self._db().execute(sql, (user_id,)))
         return cursor.rowcount
+
+    async def record_feedback(
+        self, request_id: str, user_id: str, value: str, comment: str | None = None
+    ) -> None:
+        """Keep one person's verdict on one answer (the latest wins); a comment may follow."""
+        sql = (
+            "INSERT INTO feedback (request_id, user_id, value, comment, at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (request_id, user_id) DO UPDATE SET value = excluded.value, "
+            "comment = COALESCE(excluded.comment, feedback.comment), at = excluded.at"
+        )
+        args = (request_id, user_id, value, comment, time.time())
+        await self._run(lambda: self._db().execute(sql, args))
+
+    async def feedback_for(self, request_id: str) -> list[dict[str, Any]]:
+        """Every verdict on one answer, with the answer's route, model and latency."""
+        return await self._select(
+            "SELECT f.*, r.route, r.model, r.latency_ms FROM feedback f "
+            "LEFT JOIN requests r ON r.id = f.request_id WHERE f.request_id = ?",
+            (request_id,),
+        )
 
     async def answered_in_thread(self, channel: str, thread_ts: str) -> bool:
         """Whether Sophia has answered in this thread before (follow-ups need no mention)."""

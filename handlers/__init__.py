@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import approvals, commands, events
+from handlers import approvals, commands, events, feedback
 from handlers.deps import Deps, Inflight
 
 __all__ = ["Deps", "Inflight", "register"]
@@ -15,3 +15,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
     events.register(app, deps)
     commands.register(app, deps)
     approvals.register(app, deps)
+    feedback.register(app, deps)

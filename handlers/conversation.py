@@ -28,7 +28,7 @@ async def answer(
     stream: bool = True,
 ) -> Reply | None:
     """Run one request and render it into Slack; never raises, never shows a trace."""
-    reply_view = SlackReply(client, target, stream=stream)
+    reply_view = SlackReply(client, target, stream=stream, feedback_for=request.id)
     if target.thread_ts:
         request.tools.append(
             thread_history_tool(

@@ -89,6 +89,7 @@ class SlackReply:
     edit_interval: float = 1.0  # seconds between chat.update calls on one message
     stream_interval: float = 0.3  # seconds between appendStream calls
     first_step: tuple[str, str] = ("context", "Reading the conversation")
+    feedback_for: str | None = None  # a request id: the final message carries feedback buttons
 
     mode: str = field(default="none", init=False)  # "stream" | "placeholder"
     ts: str | None = field(default=None, init=False)  # the message being written now
@@ -244,7 +245,7 @@ class SlackReply:
     async def _stop_stream(
         self, footer: str | None, chunks: list[dict[str, Any]] | None = None
     ) -> None:
-        blocks = [_footer_block(footer)] if footer else None
+        blocks = self._final_blocks(footer) or None
         await self.client.chat_stopStream(
             channel=self.target.channel, ts=self.ts, blocks=blocks, chunks=chunks or None
         )
@@ -264,6 +265,12 @@ class SlackReply:
                 self._pending = text
                 await self._post_placeholder()
                 await self._finish_placeholder(footer)
+
+    def _final_blocks(self, footer: str | None) -> list[dict[str, Any]]:
+        blocks = [_footer_block(footer)] if footer else []
+        if footer and self.feedback_for:
+            blocks.append(feedback_block(self.feedback_for))
+        return blocks
 
     # -- placeholder -------------------------------------------------------------------
 
@@ -292,9 +299,7 @@ class SlackReply:
         return f"{steps}\n\n{body}".strip() if body else steps
 
     async def _edit(self, text: str, footer: str | None = None) -> None:
-        blocks = markdown_blocks(text)
-        if footer:
-            blocks.append(_footer_block(footer))
+        blocks = markdown_blocks(text) + self._final_blocks(footer)
         await self.client.chat_update(
             channel=self.target.channel, ts=self.ts, text=fallback_text(text), blocks=blocks
         )
@@ -341,6 +346,24 @@ class SlackReply:
                     await self._edit(self._render_placeholder())
         except SlackApiError as exc:  # an intermediate update failing is not fatal
             log.warning("progress update failed", extra={"error": _err(exc)})
+
+
+FEEDBACK = "sophia_feedback"
+
+
+def feedback_block(request_id: str) -> dict[str, Any]:
+    """Slack's 👍/👎 feedback buttons for one answer; the value carries the request id."""
+    return {
+        "type": "context_actions",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK,
+                "positive_button": {"text": {"type": "plain_text", "text": "Good answer"}, "value": f"{request_id}:good"},
+                "negative_button": {"text": {"type": "plain_text", "text": "Bad answer"}, "value": f"{request_id}:bad"},
+            }
+        ],
+    }  # fmt: skip
 
 
 def _footer_block(footer: str) -> dict[str, Any]:

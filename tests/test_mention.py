@@ -38,7 +38,7 @@ async def test_mention_streams_steps_and_answer_into_the_thread(
     assert "Paris is the **capital** of France." in reply["text"]
     statuses = {task["id"]: task["status"] for task in reply["tasks"].values()}
     assert statuses == {"context": "complete", "answer": "complete"}
-    footer = stop.args["blocks"][-1]
+    footer = next(b for b in stop.args["blocks"] if b["type"] == "context")
     # A short factual question goes to the speed route; the footer says so.
     assert footer["type"] == "context" and "speed" in footer["elements"][0]["text"]
     # The model got the question without the bot mention.
@@ -57,7 +57,10 @@ async def test_streaming_refused_falls_back_to_a_placeholder_edited_in_place(sop
     final = slack.message("C0CHAN", placeholder.response["ts"])
     assert final["blocks"][0] == {"type": "markdown", "text": "The answer is 42."}
     assert "**" not in final["text"]  # the notification text is Slack mrkdwn
-    assert final["blocks"][-1]["type"] == "context"
+    assert [b["type"] for b in final["blocks"][-2:]] == [
+        "context",
+        "context_actions",
+    ]  # footer, feedback
 
 
 async def test_thread_history_reaches_the_model_with_roles_and_quoted_bots(sophia, slack, llm):
@@ -166,3 +169,33 @@ async def test_people_talking_to_each_other_or_in_other_threads_are_left_alone(s
     await asyncio.sleep(0.3)
     assert len(slack.calls_to("chat.startStream")) == 1
     assert len(answer_requests(llm)) == 1
+
+
+async def test_feedback_is_stored_with_the_request_and_thumbs_down_asks_why(sophia, slack, llm):
+    await slack.push_event(mention("what is 2 + 2?"))
+    [stop] = await slack.wait_for_call("chat.stopStream")
+    actions = stop.args["blocks"][-1]
+    assert actions["type"] == "context_actions"
+    buttons = actions["elements"][0]
+    assert buttons["type"] == "feedback_buttons"
+    request_id = buttons["negative_button"]["value"].rsplit(":", 1)[0]
+    await slack.push_interactive({
+        "type": "block_actions", "user": {"id": "U0USER"}, "channel": {"id": "C0CHAN"},
+        "container": {"type": "message", "message_ts": stop.args["ts"], "channel_id": "C0CHAN"},
+        "actions": [{"type": "feedback_buttons", "action_id": "sophia_feedback", "block_id": "fb",
+                     "value": buttons["negative_button"]["value"], "action_ts": "5.5"}],
+    })  # fmt: skip
+    [modal] = await slack.wait_for_call("views.open")
+    assert modal.args["view"]["private_metadata"] == request_id
+    await slack.push_interactive({
+        "type": "view_submission", "user": {"id": "U0USER"},
+        "view": {**modal.args["view"], "state": {"values": {"why": {"text": {"type": "plain_text_input", "value": "It was wrong."}}}}},
+    })  # fmt: skip
+    for _ in range(100):
+        rows = await sophia.deps.store.feedback_for(request_id)
+        if rows and rows[0]["comment"]:
+            break
+        await asyncio.sleep(0.02)
+    [row] = rows
+    assert (row["value"], row["comment"], row["user_id"]) == ("bad", "It was wrong.", "U0USER")
+    assert row["route"] and row["model"] and row["latency_ms"] is not None  # kept with the request
