@@ -264,3 +264,28 @@ async def test_near_the_budget_expensive_routes_fall_to_cheaper_ones(tmp_path, s
         assert json.dumps(answer_requests(llm)[-1]["model"]) == '"gpt-4o-mini"'
     finally:
         await store.close()
+
+
+async def test_a_thread_too_long_for_the_window_is_summarised_not_silently_dropped(core, llm):
+    from bot.core.types import Turn
+
+    history = [
+        Turn(role="user", text=f"message {i}: " + "details " * 200, author="U0ANA")
+        for i in range(40)
+    ]
+    core._config = type(core._config)(**{**core._config.__dict__, "history_tokens": 3000})
+    llm.on(
+        lambda body: (
+            Text("- Ana listed forty sets of details.")
+            if "Summarise this earlier part" in str(body["messages"][0])
+            else None
+        ),
+        first=True,
+    )
+    reply = await core.handle(ask("so what do we do?", history=history), Recorder())
+    assert any("older messages summarised" in note for note in reply.notes)
+    answer = answer_requests(llm)[-1]["messages"]
+    assert any(
+        m["role"] == "system" and "Ana listed forty sets of details" in m["content"] for m in answer
+    )
+    assert "message 0:" not in str(answer)  # the oldest turns themselves are not sent
