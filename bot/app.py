@@ -35,7 +35,8 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
 from handlers import memory as memory_handlers
-from handlers.approvals import SlackApprovalGate, SlackApprovers, expiry_loop, report_reconciled
+from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled
+from handlers.people import Access, PeopleList
 from integrations import github_capability, index_capability
 from integrations.github import GitHub, MergeExecutor
 from integrations.index_capability import web_url_for
@@ -215,7 +216,7 @@ class Sophia:
         auth = await client.auth_test()
         token = settings.github_token.get_secret_value() if settings.github_token else None
         github = GitHub(token=token, base_url=settings.github_api_url)
-        approvers = SlackApprovers(client, settings.approvers)
+        approvers = PeopleList(client, settings.approvers)
         approvals = Approvals(
             store, is_approver=approvers, ttl_s=settings.approval_ttl.total_seconds(),
             allow_self_approval=settings.allow_self_approval,
@@ -228,6 +229,7 @@ class Sophia:
         self.deps = handlers.Deps(
             settings=settings, core=core, store=store, registry=self.registry, metrics=self.metrics,
             services=services, approvers=approvers, bot_user_id=auth.get("user_id"),
+            access=Access(client, users=settings.allowed_users, channels=settings.allowed_channels),
             bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
         )  # fmt: skip
         gate.deps = self.deps

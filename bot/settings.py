@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     allow_self_approval: bool = Field(False, validation_alias=_env("SOPHIA_ALLOW_SELF_APPROVAL"))
     admins: IdList = Field(default_factory=list, validation_alias=_env("SOPHIA_ADMINS"))
     merge_method: str = Field("squash", validation_alias=_env("SOPHIA_MERGE_METHOD"))
+    allowed_users: IdList = Field(
+        default_factory=list, validation_alias=_env("SOPHIA_ALLOWED_USERS")
+    )
+    allowed_channels: IdList = Field(
+        default_factory=list, validation_alias=_env("SOPHIA_ALLOWED_CHANNELS")
+    )
 
     # Operations
     log_format: str = Field("text", validation_alias=_env("SOPHIA_LOG_FORMAT"))

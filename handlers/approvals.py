@@ -123,45 +123,6 @@ async def show_decision(client: AsyncWebClient, request: ApprovalRequest) -> Non
         )
 
 
-class SlackApprovers:
-    """`SOPHIA_APPROVERS` resolved against Slack: user IDs directly, user groups by membership."""
-
-    def __init__(self, client: AsyncWebClient, ids: list[str], *, cache_s: float = 60.0) -> None:
-        self._client = client
-        self._users = {i for i in ids if not i.startswith("S")}
-        self._groups = [i for i in ids if i.startswith("S")]
-        self._cache_s = cache_s
-        self._members: dict[str, tuple[float, set[str]]] = {}
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._users or self._groups)
-
-    async def __call__(self, user: str) -> bool:
-        if user in self._users:
-            return True
-        for group in self._groups:
-            if user in await self._group_members(group):
-                return True
-        return False
-
-    async def _group_members(self, group: str) -> set[str]:
-        cached = self._members.get(group)
-        if cached and time.monotonic() - cached[0] < self._cache_s:
-            return cached[1]
-        try:
-            response = await self._client.usergroups_users_list(usergroup=group)
-            members = set(response.get("users") or [])
-        except SlackApiError as exc:
-            log.warning(
-                "could not read a user group",
-                extra={"group": group, "error": exc.response.get("error")},
-            )
-            members = set()  # fail closed: nobody from this group may approve
-        self._members[group] = (time.monotonic(), members)
-        return members
-
-
 async def run_approved(deps: Deps, client: AsyncWebClient, approval_id: str) -> None:
     """Execute an approved request and report in its thread; safe against double calls."""
     approvals = deps.services.approvals

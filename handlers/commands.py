@@ -166,6 +166,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not await first_time(deps, f"command:{command.get('trigger_id')}"):
             return
         text = (command.get("text") or "").strip()
+        if deps.access is not None:
+            reason = await deps.access.refusal(command["user_id"], command["channel_id"])
+            if reason:
+                await respond(text=reason, response_type="ephemeral")
+                return
         ctx = SlackCommandContext(
             deps=deps, client=client, respond=respond, user=command["user_id"],
             channel=command["channel_id"], team=command.get("team_id"), args="",

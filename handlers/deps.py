@@ -59,7 +59,8 @@ class Deps:
     registry: Registry
     metrics: Metrics
     services: Services | None = None
-    approvers: Any = None  # handlers.approvals.SlackApprovers
+    approvers: Any = None  # handlers.people.PeopleList of SOPHIA_APPROVERS
+    access: Any = None  # handlers.people.Access (allowed users, channels, no guests)
     bot_user_id: str | None = None
     bot_id: str | None = None
     team_id: str | None = None

@@ -38,6 +38,30 @@ GREETING = (
 )
 
 
+async def allowed(
+    deps: Deps,
+    client: AsyncWebClient,
+    user: str | None,
+    channel: str | None,
+    thread_ts: str | None = None,
+) -> bool:
+    """Whether this person may use Sophia here; a refusal is said once, privately."""
+    if deps.access is None or user is None:
+        return True
+    reason = await deps.access.refusal(user, channel)
+    if reason is None:
+        return True
+    deps.metrics.inc("sophia_refusals_total")
+    if channel and deps.access.first_refusal(user, channel):
+        try:
+            await client.chat_postEphemeral(
+                channel=channel, user=user, text=reason, thread_ts=thread_ts
+            )
+        except Exception:
+            log.info("could not tell a refused user why")
+    return False
+
+
 async def first_time(deps: Deps, key: str | None) -> bool:
     """Claim an event in the database; False when it was already handled (redelivery)."""
     deps.metrics.inc("sophia_events_total")
@@ -63,6 +87,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not await first_time(deps, body.get("event_id")):
             return
         channel, user = event["channel"], event.get("user")
+        if not await allowed(deps, client, user, channel, event.get("thread_ts")):
+            return
         thread_ts = event.get("thread_ts") or event["ts"]
         team = event.get("team") or body.get("team_id")
         text = clean_text(event.get("text", ""), deps.bot_user_id)
@@ -92,10 +118,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if event.get("bot_id") or event.get("user") in (None, deps.bot_user_id):
             return
         if event.get("channel_type") == "im":
-            if await first_time(deps, body.get("event_id")):
+            if await first_time(deps, body.get("event_id")) and await allowed(
+                deps, client, event.get("user"), event["channel"]
+            ):
                 await deps.inflight.run(_answer_dm(deps, client, body, event))
             return
-        if await is_follow_up(deps, event) and await first_time(deps, body.get("event_id")):
+        if (
+            await is_follow_up(deps, event)
+            and await first_time(deps, body.get("event_id"))
+            and await allowed(
+                deps, client, event.get("user"), event["channel"], event.get("thread_ts")
+            )
+        ):
             await deps.inflight.run(_answer_follow_up(deps, client, body, event))
 
     @app.event("assistant_thread_started")
