@@ -327,8 +327,6 @@ class Sophia:
     async def stop(self) -> None:
         """Stop taking events, let in-flight replies finish (bounded), then close everything."""
         grace = self.settings.shutdown_grace.total_seconds()
-        if self.deps:
-            self.deps.inflight.accepting = False
         if self.socket:
             await self.socket.close_async()  # Slack now sends events to other connections
         if self.deps:

@@ -23,7 +23,6 @@ class Inflight:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.accepting = True
 
     async def run(self, work: Coroutine[Any, Any, None]) -> None:
         """Run one reply's work as a tracked task and wait for it."""
@@ -39,7 +38,6 @@ class Inflight:
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` seconds for in-flight replies; return how many were cut off."""
-        self.accepting = False
         pending = [t for t in self._tasks if not t.done()]
         if not pending:
             return 0

@@ -65,8 +65,9 @@ async def allowed(
 async def first_time(deps: Deps, key: str | None) -> bool:
     """Claim an event in the database; False when it was already handled (redelivery)."""
     deps.metrics.inc("sophia_events_total")
-    if not deps.inflight.accepting:
-        return False
+    # No "shutting down" shortcut here: an event that reached us was acked, so Slack will not
+    # send it elsewhere; dropping it now would lose it. Shutdown closes the socket first, then
+    # lets what arrived finish.
     if not key:
         return True
     if await deps.store.claim_event(key):

@@ -7,6 +7,7 @@ import asyncio
 from bot.app import Sophia
 from tests.conftest import answer_requests, make_settings
 from tests.fakes.llm import Slow, Text
+from tests.fakes.slack import FakeSlack
 from tests.test_mention import mention
 
 
@@ -90,3 +91,53 @@ async def test_shutdown_lets_an_in_flight_reply_finish(settings, slack, llm):
     [stop] = slack.calls_to("chat.stopStream")
     assert "finished after the shutdown began" in slack.message("C0CHAN", stop.args["ts"])["text"]
     assert slack.connections == 0
+
+
+async def test_a_rolling_restart_of_two_replicas_loses_no_event_and_answers_each_once(
+    tmp_path, llm
+):
+    # Slack re-sends an event nobody acked (a replica that stopped mid-event) to another
+    # connection; the fake does the same after a second.
+    async with FakeSlack(redeliver_after=1.0) as slack:
+        await rolling_restart(tmp_path, slack, llm)
+
+
+async def rolling_restart(tmp_path, slack, llm) -> None:
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    def replica(name: str) -> Sophia:
+        settings = make_settings(
+            tmp_path / name, slack, llm, database_url=db, data_dir=tmp_path / name
+        )
+        return Sophia(settings, socket_ping_interval=1.0)
+
+    a, b = replica("a"), replica("b")
+    await a.start()
+    await b.start()
+    await slack.wait_connected(count=2)
+    sent = 0
+
+    async def send(n: int) -> None:
+        nonlocal sent
+        for _ in range(n):
+            sent += 1
+            await slack.push_event(mention(f"question {sent}", channel=f"C{sent:04d}"))
+
+    try:
+        await send(6)
+        await a.stop()  # replica A restarts: its connection closes, in-flight replies finish
+        await send(6)  # meanwhile everything goes to B
+        a = replica("a")
+        await a.start()
+        await slack.wait_connected(count=2)
+        await b.stop()  # then B restarts
+        await send(6)
+        b = replica("b")
+        await b.start()
+        await send(6)
+        await slack.wait_for_call("chat.stopStream", count=sent, timeout=20)
+    finally:
+        await a.stop()
+        await b.stop()
+    answered = sorted(c.args["channel"] for c in slack.calls_to("chat.startStream"))
+    assert answered == [f"C{i:04d}" for i in range(1, sent + 1)]  # every event, exactly once
