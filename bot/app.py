@@ -36,6 +36,7 @@ from bot.settings import Settings
 from bot.store import Store
 from handlers import memory as memory_handlers
 from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled
+from handlers.limits import RateLimiter
 from handlers.people import Access, PeopleList
 from integrations import github_capability, index_capability
 from integrations.github import GitHub, MergeExecutor
@@ -101,6 +102,7 @@ def core_config(settings: Settings) -> CoreConfig:
         max_tool_steps=settings.max_tool_steps,
         daily_budget_usd=settings.daily_budget_usd,
         user_daily_budget_usd=settings.user_daily_budget_usd,
+        max_output_tokens=settings.max_tokens_per_request,
     )
 
 
@@ -224,12 +226,18 @@ class Sophia:
         approvals.register("github.merge", MergeExecutor(github, method=settings.merge_method))
         gate = SlackApprovalGate(client)
         core = build_core(settings, store, approvals=gate, observer=self.metrics)
-        services = Services(core=core, approvals=approvals, github=github)
+        services = Services(
+            core=core,
+            approvals=approvals,
+            github=github,
+            admins=PeopleList(client, settings.admins),
+        )
         github_capability.install(self.registry, core.tools, services)
         self.deps = handlers.Deps(
             settings=settings, core=core, store=store, registry=self.registry, metrics=self.metrics,
             services=services, approvers=approvers, bot_user_id=auth.get("user_id"),
             access=Access(client, users=settings.allowed_users, channels=settings.allowed_channels),
+            limiter=RateLimiter(user_rpm=settings.user_rpm, workspace_rpm=settings.workspace_rpm),
             bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
         )  # fmt: skip
         gate.deps = self.deps
@@ -320,8 +328,13 @@ class Sophia:
         inflight = len(self.deps.inflight) if self.deps else 0
         # Replies waiting for one of the model slots: the queue depth.
         waiting = len(getattr(self.deps.reply_slots, "_waiters", None) or ()) if self.deps else 0
+        queued = self.deps.limiter.queued if self.deps and self.deps.limiter else 0
         return self.metrics.render(
-            {"sophia_inflight_replies": inflight, "sophia_replies_waiting": waiting}
+            {
+                "sophia_inflight_replies": inflight,
+                "sophia_replies_waiting": waiting,
+                "sophia_requests_queued": queued,
+            }
         )
 
     async def stop(self) -> None:

@@ -28,7 +28,6 @@ PLANNED = [
     ("account", "account <company>", "Brief on a company from CRM, calls and Slack", ("HUBSPOT_ACCESS_TOKEN",)),
     ("mcp", "mcp", "List connected MCP servers and their tools", ("SOPHIA_MCP_CONFIG",)),
     ("config", "config", "Channel settings (channel managers and admins)", ()),
-    ("usage", "usage", "Requests, tokens and spend", ()),
     ("jobs", "jobs", "Your running and recent jobs", ()),
 ]  # fmt: skip
 
@@ -91,6 +90,14 @@ def register_core_commands(registry: Registry) -> None:
         Subcommand("ask", "ask [--model <route>] <text>", "Ask a question (optionally pick the model route)", run_ask)
     )  # fmt: skip
     registry.add_subcommand(
+        Subcommand(
+            "usage",
+            "usage",
+            "Your requests, tokens and spend today (admins: everyone's)",
+            run_usage,
+        )
+    )
+    registry.add_subcommand(
         Subcommand("approvals", "approvals", "Requests waiting for your approval", run_approvals)
     )
     registry.add_subcommand(
@@ -119,6 +126,48 @@ async def run_models(ctx: CommandContext) -> None:
         caps.append(f"per person ${config.user_daily_budget_usd:.2f}/day")
     lines.append("Budgets: " + (", ".join(caps) if caps else "none set"))
     lines.append("Pick a route yourself with `/sophia ask --model <route> …`.")
+    await ctx.reply_private("\n".join(lines))
+
+
+async def run_usage(ctx: CommandContext) -> None:
+    """`/sophia usage`: your use today and the limits; admins also see the workspace."""
+    since = utc_midnight(time.time())
+    requests, config = ctx.core.requests, ctx.core.config
+    mine = (await requests.usage_report(since=since, user_id=ctx.user))["total"]
+    lines = [
+        "*Your usage today (UTC)*",
+        f"{mine['requests']} requests · {mine['tokens']:,} tokens · ${mine['cost']:.4f}",
+    ]
+    caps = []
+    if config.user_daily_budget_usd is not None:
+        caps.append(f"your budget ${config.user_daily_budget_usd:.2f}/day")
+    if config.daily_budget_usd is not None:
+        caps.append(f"workspace budget ${config.daily_budget_usd:.2f}/day")
+    lines.append("Limits: " + (", ".join(caps) if caps else "no budgets set"))
+    admins = ctx.services.admins
+    if admins is None or not await admins(ctx.user):
+        await ctx.reply_private("\n".join(lines))
+        return
+    report = await requests.usage_report(since=since)
+    total = report["total"]
+    lines += [
+        "",
+        "*Workspace today*",
+        f"{total['requests']} requests · {total['tokens']:,} tokens · ${total['cost']:.4f}",
+    ]
+    lines += ["*Top users*"] + [
+        f"• <@{u['user_id']}> — {u['requests']} requests, ${u['cost'] or 0:.4f}"
+        for u in report["top"]
+    ]
+    by_route = await requests.usage_by_route(since=since)
+    lines += ["*By route*"] + [
+        f"• {r} — {n} requests, {t:,} tokens, ${c:.4f}" for r, (n, t, c) in sorted(by_route.items())
+    ]
+    lines += ["*Last 7 days*"] + [
+        f"• {d['day']} — {d['requests']} requests, ${d['cost'] or 0:.4f}" for d in report["days"]
+    ]
+    fb = report["feedback"]
+    lines.append(f"*Feedback today*: 👍 {fb.get('good', 0)} · 👎 {fb.get('bad', 0)}")
     await ctx.reply_private("\n".join(lines))
 
 

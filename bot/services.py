@@ -21,6 +21,7 @@ class Services:
     github: GitHub | None = None
     memory: Any = None  # integrations.memory.MemoryService, when it opened
     memory_missing: str | None = None  # why there is no memory (shown to people who ask)
+    admins: Any = None  # who may see everyone's usage and change channel settings (SOPHIA_ADMINS)
     repo_index: Any = None  # integrations.repo_index.RepoIndex, when GitHub and memory are set up
     repo_index_missing: str | None = None  # why there is no index (names the variable)
     # Side-effect tool name → how to turn its arguments into a stored approval request.

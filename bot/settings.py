@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     allow_self_approval: bool = Field(False, validation_alias=_env("SOPHIA_ALLOW_SELF_APPROVAL"))
     admins: IdList = Field(default_factory=list, validation_alias=_env("SOPHIA_ADMINS"))
     merge_method: str = Field("squash", validation_alias=_env("SOPHIA_MERGE_METHOD"))
+    user_rpm: int | None = Field(None, validation_alias=_env("SOPHIA_USER_RPM"))
+    workspace_rpm: int | None = Field(None, validation_alias=_env("SOPHIA_WORKSPACE_RPM"))
+    max_tokens_per_request: int | None = Field(
+        None, validation_alias=_env("SOPHIA_MAX_TOKENS_PER_REQUEST")
+    )
     allowed_users: IdList = Field(
         default_factory=list, validation_alias=_env("SOPHIA_ALLOWED_USERS")
     )

@@ -213,6 +213,33 @@ class Store:
             (request_id,),
         )
 
+    async def usage_report(self, *, since: float, user_id: str | None = None) -> dict[str, Any]:
+        """Requests, tokens and dollars since `since`; with no user, also top users, days, feedback."""
+        where, args = ("AND user_id = ?", (since, user_id)) if user_id else ("", (since,))
+        [total] = await self._select(
+            "SELECT COUNT(*) AS requests, COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens, "
+            f"COALESCE(SUM(cost_usd), 0) AS cost FROM requests WHERE at >= ? {where}", args
+        )  # fmt: skip
+        if user_id:
+            return {"total": total}
+        top = await self._select(
+            "SELECT user_id, COUNT(*) AS requests, SUM(cost_usd) AS cost FROM requests "
+            "WHERE at >= ? GROUP BY user_id ORDER BY cost DESC, requests DESC LIMIT 5", (since,)
+        )  # fmt: skip
+        days = await self._select(
+            "SELECT date(at, 'unixepoch') AS day, COUNT(*) AS requests, SUM(cost_usd) AS cost "
+            "FROM requests WHERE at >= ? GROUP BY day ORDER BY day DESC LIMIT 7", (since - 6 * 86400,)
+        )  # fmt: skip
+        feedback = await self._select(
+            "SELECT value, COUNT(*) AS n FROM feedback WHERE at >= ? GROUP BY value", (since,)
+        )
+        return {
+            "total": total,
+            "top": top,
+            "days": days,
+            "feedback": {f["value"]: f["n"] for f in feedback},
+        }
+
     async def answered_in_thread(self, channel: str, thread_ts: str) -> bool:
         """Whether Sophia has answered in this thread before (follow-ups need no mention)."""
         sql = "SELECT 1 FROM requests WHERE channel = ? AND thread_ts = ? LIMIT 1"

@@ -51,6 +51,8 @@ async def answer(
                     "context", "Reading the conversation", StepStatus.ERROR,
                     detail="I could not read the earlier messages; answering without them.",
                 )  # fmt: skip
+        if deps.limiter is not None and not await _wait_turn(deps, request, reply_view):
+            return None
         async with deps.reply_slots:
             reply = await deps.core.handle(request, reply_view)
         await reply_view.finish(reply, footer=footer_for(reply))
@@ -63,6 +65,31 @@ async def answer(
         deps.metrics.inc("sophia_replies_total", source=request.source, status="crash")
         await _apologise(client, target, request.id)
         return None
+
+
+async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> bool:
+    """Queue behind the per-minute limits; on a refusal the thread says so plainly."""
+
+    async def tell(ahead: int) -> None:
+        title = f"Queued — {ahead} ahead of you" if ahead else "Queued — you're next"
+        await view.step("queue", title, StepStatus.IN_PROGRESS)
+
+    if await deps.limiter.admit(request.user, tell):
+        if view.has_step("queue"):
+            await view.step("queue", "Your turn", StepStatus.COMPLETE)
+        return True
+    deps.metrics.inc("sophia_rate_limited_total")
+    await view.step("queue", "Too busy", StepStatus.ERROR)
+    limits = [f"{n} per minute per person" for n in [deps.limiter.user_rpm] if n] + [
+        f"{n} per minute for everyone" for n in [deps.limiter.workspace_rpm] if n
+    ]
+    busy = Reply(request_id=request.id, text="")
+    busy.error = (
+        f"I'm at my request limit ({', '.join(limits)}) and could not get to this within a minute. "
+        "Please ask again in a little while."
+    )
+    await view.finish(busy)
+    return False
 
 
 async def _apologise(client: AsyncWebClient, target: Target, request_id: str) -> None:

@@ -59,6 +59,7 @@ class Deps:
     services: Services | None = None
     approvers: Any = None  # handlers.people.PeopleList of SOPHIA_APPROVERS
     access: Any = None  # handlers.people.Access (allowed users, channels, no guests)
+    limiter: Any = None  # handlers.limits.RateLimiter (requests per minute)
     bot_user_id: str | None = None
     bot_id: str | None = None
     team_id: str | None = None

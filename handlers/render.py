@@ -151,6 +151,10 @@ class SlackReply:
         self._steps[step_id] = _Step(title, status, detail)
         await self._write_step(step_id)
 
+    def has_step(self, step_id: str) -> bool:
+        """Whether a step with this id was shown."""
+        return step_id in self._steps
+
     async def text(self, delta: str) -> None:
         """Queue answer text; it is sent on the next coalesced write."""
         self._pending += delta

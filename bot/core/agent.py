@@ -50,8 +50,10 @@ class Agent:
         approvals: ApprovalGate | None = None,
         max_steps: int = 8,
         observer: Observer | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         self._observer = observer
+        self._max_tokens = max_tokens
         self._models = models
         self._tools = tools
         self._approvals = approvals
@@ -136,6 +138,7 @@ class Agent:
             messages=messages,
             tools=specs or None,
             tool_choice=choice if specs else None,
+            max_tokens=self._max_tokens,
         )
         async for event in stream:
             if isinstance(event, TextDelta):

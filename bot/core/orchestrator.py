@@ -41,6 +41,7 @@ class CoreConfig:
     max_tool_steps: int = 8
     daily_budget_usd: float | None = None
     user_daily_budget_usd: float | None = None
+    max_output_tokens: int | None = None  # the per-request cap on what a model may write
 
 
 class Orchestrator:
@@ -73,6 +74,7 @@ class Orchestrator:
             approvals=approvals,
             max_steps=self._config.max_tool_steps,
             observer=observer,
+            max_tokens=self._config.max_output_tokens,
         )
 
     @property
