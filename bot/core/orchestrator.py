@@ -18,7 +18,7 @@ from bot.core.budget import CHEAPER, check_budget
 from bot.core.errors import ModelError
 from bot.core.history import as_message, fit_history
 from bot.core.memory import MemoryItem, MemoryStore, Where, memory_prompt
-from bot.core.ports import ApprovalGate, ModelClient, ModelDone, Observer, RequestLog, TextDelta
+from bot.core.ports import ApprovalGate, ModelClient, Observer, RequestLog, TextDelta
 from bot.core.prompts import system_prompt
 from bot.core.tools import ToolContext, ToolRegistry, core_tools
 from bot.core.types import Progress, Reply, Request, RequestRecord, StepStatus
@@ -254,8 +254,6 @@ class Orchestrator:
             async for event in stream:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
-                elif isinstance(event, ModelDone):
-                    pass
 
         try:
             await asyncio.wait_for(ask(), CLASSIFIER_TIMEOUT_S)
