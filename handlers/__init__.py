@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import approvals, commands, events, feedback
+from handlers import approvals, commands, events, feedback, shortcuts
 from handlers.deps import Deps, Inflight
 
 __all__ = ["Deps", "Inflight", "register"]
@@ -16,3 +16,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
     commands.register(app, deps)
     approvals.register(app, deps)
     feedback.register(app, deps)
+    shortcuts.register(app, deps)

@@ -27,7 +27,11 @@ async def answer(
     history: HistoryLoader | None = None,
     stream: bool = True,
 ) -> Reply | None:
-    """Run one request and render it into Slack; never raises, never shows a trace."""
+    """Run one request and render it into Slack; never raises, never shows a trace.
+
+    Returns the reply (an error reply when refused or failed in the thread), or None when
+    nothing could be posted in the conversation at all.
+    """
     reply_view = SlackReply(client, target, stream=stream, feedback_for=request.id)
     if target.thread_ts:
         request.tools.append(
@@ -51,8 +55,8 @@ async def answer(
                     "context", "Reading the conversation", StepStatus.ERROR,
                     detail="I could not read the earlier messages; answering without them.",
                 )  # fmt: skip
-        if deps.limiter is not None and not await _wait_turn(deps, request, reply_view):
-            return None
+        if deps.limiter is not None and (busy := await _wait_turn(deps, request, reply_view)):
+            return busy
         async with deps.reply_slots:
             reply = await deps.core.handle(request, reply_view)
         await reply_view.finish(reply, footer=footer_for(reply))
@@ -63,12 +67,13 @@ async def answer(
     except Exception:
         log.exception("reply failed", extra={"request_id": request.id})
         deps.metrics.inc("sophia_replies_total", source=request.source, status="crash")
-        await _apologise(client, target, request.id)
+        if await _apologise(client, target, request.id):
+            return Reply(request_id=request.id, text="", error="something went wrong")
         return None
 
 
-async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> bool:
-    """Queue behind the per-minute limits; on a refusal the thread says so plainly."""
+async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> Reply | None:
+    """Queue behind the per-minute limits; None when admitted, else the refusal shown in the thread."""
 
     async def tell(ahead: int) -> None:
         title = f"Queued — {ahead} ahead of you" if ahead else "Queued — you're next"
@@ -77,7 +82,7 @@ async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> bool:
     if await deps.limiter.admit(request.user, tell):
         if view.has_step("queue"):
             await view.step("queue", "Your turn", StepStatus.COMPLETE)
-        return True
+        return None
     deps.metrics.inc("sophia_rate_limited_total")
     await view.step("queue", "Too busy", StepStatus.ERROR)
     limits = [f"{n} per minute per person" for n in [deps.limiter.user_rpm] if n] + [
@@ -89,10 +94,10 @@ async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> bool:
         "Please ask again in a little while."
     )
     await view.finish(busy)
-    return False
+    return busy
 
 
-async def _apologise(client: AsyncWebClient, target: Target, request_id: str) -> None:
+async def _apologise(client: AsyncWebClient, target: Target, request_id: str) -> bool:
     """Last resort: say something went wrong, in plain words, with the id for the operator."""
     try:
         await client.chat_postMessage(
@@ -103,3 +108,5 @@ async def _apologise(client: AsyncWebClient, target: Target, request_id: str) ->
         )
     except Exception:
         log.exception("could not post the apology", extra={"request_id": request_id})
+        return False
+    return True

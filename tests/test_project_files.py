@@ -25,6 +25,11 @@ def test_manifest_is_a_socket_mode_app_with_the_command_events_and_scopes():
     features = manifest["features"]
     assert features["app_home"]["home_tab_enabled"] and features["app_home"]["messages_tab_enabled"]
     assert [c["command"] for c in features["slash_commands"]] == ["/sophia"]
+    shortcuts = {s["callback_id"]: s for s in features["shortcuts"]}
+    assert set(shortcuts) == {"summarise_thread", "translate", "ask_about", "remember_this"}
+    for shortcut in shortcuts.values():  # Slack's limits on message shortcuts
+        assert shortcut["type"] == "message"
+        assert len(shortcut["name"]) <= 24 and len(shortcut["description"]) <= 100
     # Doctor checks the granted scopes against this list; the two must agree.
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(BOT_SCOPES)
 
