@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -368,6 +369,9 @@ class Sophia:
 
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down cleanly."""
+        # Background threads (memory, litellm) hold the GIL for up to the switch interval
+        # (5 ms by default) while an ack waits; 1 ms keeps acks quick under that load.
+        sys.setswitchinterval(0.001)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -61,6 +61,9 @@ class Orchestrator:
         self._observer = observer
         self.memory = memory
         self._learning: set[asyncio.Task[None]] = set()
+        # One extraction at a time: each runs mem0 in a thread, and many at once starve the
+        # event loop of the GIL (measured: ack p99 0.9 → 6 ms with unbounded learning).
+        self._learn_slot = asyncio.Semaphore(1)
         self._models = models
         self._requests = requests
         self._config = config or CoreConfig()
@@ -197,9 +200,13 @@ class Orchestrator:
             {"role": "user", "content": redact(request.text)},
             {"role": "assistant", "content": reply.text},
         ]
-        task = asyncio.create_task(self.memory.learn(exchange, where=where))
+        task = asyncio.create_task(self._learn(exchange, where))
         self._learning.add(task)
         task.add_done_callback(self._learning.discard)
+
+    async def _learn(self, exchange: list[dict], where: Where) -> None:
+        async with self._learn_slot:
+            await self.memory.learn(exchange, where=where)
 
     async def drain_learning(self, timeout: float = 5.0) -> None:
         """Let background learning finish (at shutdown)."""
