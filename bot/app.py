@@ -37,6 +37,7 @@ from bot.settings import Settings
 from bot.store import Store
 from handlers import memory as memory_handlers
 from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled
+from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
 from handlers.people import Access, PeopleList
 from integrations import github_capability, index_capability
@@ -239,6 +240,7 @@ class Sophia:
             services=services, approvers=approvers, bot_user_id=auth.get("user_id"),
             access=Access(client, users=settings.allowed_users, channels=settings.allowed_channels),
             limiter=RateLimiter(user_rpm=settings.user_rpm, workspace_rpm=settings.workspace_rpm),
+            asked=AskedQuestions(),
             bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
         )  # fmt: skip
         gate.deps = self.deps

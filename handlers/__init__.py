@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import approvals, commands, events, feedback, shortcuts
+from handlers import approvals, commands, edits, events, feedback, shortcuts
 from handlers.deps import Deps, Inflight
 
 __all__ = ["Deps", "Inflight", "register"]
@@ -16,4 +16,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
     commands.register(app, deps)
     approvals.register(app, deps)
     feedback.register(app, deps)
+    edits.register(app, deps)
     shortcuts.register(app, deps)

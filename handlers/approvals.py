@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.approvals import ApprovalError, ApprovalRequest, Approvals, ApprovalState
 from bot.core.errors import SophiaError
 from handlers.deps import Deps
-from handlers.events import first_time
+from handlers.gates import first_time
 
 log = logging.getLogger("sophia.approvals")
 

@@ -27,8 +27,8 @@ from bot.services import Services
 from handlers.approvals import post_request
 from handlers.conversation import answer
 from handlers.deps import Deps
-from handlers.events import first_time
 from handlers.formatting import markdown_blocks
+from handlers.gates import first_time
 from handlers.render import SlackReply, Target
 
 log = logging.getLogger("sophia.commands")

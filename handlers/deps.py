@@ -60,6 +60,7 @@ class Deps:
     approvers: Any = None  # handlers.people.PeopleList of SOPHIA_APPROVERS
     access: Any = None  # handlers.people.Access (allowed users, channels, no guests)
     limiter: Any = None  # handlers.limits.RateLimiter (requests per minute)
+    asked: Any = None  # handlers.edits.AskedQuestions (so an edited question can be re-asked)
     bot_user_id: str | None = None
     bot_id: str | None = None
     team_id: str | None = None

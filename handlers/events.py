@@ -16,6 +16,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.types import Request
 from handlers.conversation import answer
 from handlers.deps import Deps
+from handlers.edits import offer_reask
+from handlers.gates import allowed, first_time
 from handlers.history import clean_text, dm_turns, thread_turns
 from handlers.home import publish_home
 from handlers.render import Target
@@ -36,45 +38,6 @@ GREETING = (
     "Hi, I'm Sophia. Ask me anything — I can answer with the right model for the job, "
     "and type `/sophia help` to see everything I can do."
 )
-
-
-async def allowed(
-    deps: Deps,
-    client: AsyncWebClient,
-    user: str | None,
-    channel: str | None,
-    thread_ts: str | None = None,
-) -> bool:
-    """Whether this person may use Sophia here; a refusal is said once, privately."""
-    if deps.access is None or user is None:
-        return True
-    reason = await deps.access.refusal(user, channel)
-    if reason is None:
-        return True
-    deps.metrics.inc("sophia_refusals_total")
-    if channel and deps.access.first_refusal(user, channel):
-        try:
-            await client.chat_postEphemeral(
-                channel=channel, user=user, text=reason, thread_ts=thread_ts
-            )
-        except Exception:
-            log.info("could not tell a refused user why")
-    return False
-
-
-async def first_time(deps: Deps, key: str | None) -> bool:
-    """Claim an event in the database; False when it was already handled (redelivery)."""
-    deps.metrics.inc("sophia_events_total")
-    # No "shutting down" shortcut here: an event that reached us was acked, so Slack will not
-    # send it elsewhere; dropping it now would lose it. Shutdown closes the socket first, then
-    # lets what arrived finish.
-    if not key:
-        return True
-    if await deps.store.claim_event(key):
-        return True
-    deps.metrics.inc("sophia_events_duplicate_total")
-    log.info("duplicate event ignored", extra={"event_id": key})
-    return False
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -109,11 +72,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 bot_user_id=deps.bot_user_id, bot_id=deps.bot_id,
             )  # fmt: skip
 
+        if deps.asked is not None:
+            deps.asked.note(channel, event["ts"], user, thread_ts)
         await deps.inflight.run(answer(deps, client, request, target, history=history))
 
     @app.event("message")
     async def on_message(ack: Any, body: dict, event: dict, client: AsyncWebClient) -> None:
         await ack()
+        if event.get("subtype") == "message_changed" and deps.asked is not None:
+            if await first_time(deps, body.get("event_id")):
+                await offer_reask(deps, client, event)
+            return
         if event.get("subtype") not in _SAID:
             return
         if event.get("bot_id") or event.get("user") in (None, deps.bot_user_id):
@@ -209,6 +178,8 @@ async def _answer_dm(deps: Deps, client: AsyncWebClient, body: dict, event: dict
         private=True,
     )  # fmt: skip
     target = Target(channel=channel, thread_ts=thread_ts, user=user, team=team, is_dm=True)
+    if deps.asked is not None:
+        deps.asked.note(channel, event["ts"], user, thread_ts)
     if thread_ts:
         # An AI-app (assistant) thread: show the native "thinking" status while we work.
         try:

@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.memory import MemoryItem, Where
 from bot.registry import CommandContext, Registry, Subcommand
 from handlers.deps import Deps
-from handlers.events import first_time
+from handlers.gates import first_time
 from handlers.home import publish_home
 
 log = logging.getLogger("sophia.memory")

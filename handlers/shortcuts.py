@@ -21,7 +21,7 @@ from bot.core.types import Request
 from bot.redact import redact
 from handlers.conversation import answer
 from handlers.deps import Deps
-from handlers.events import allowed, first_time
+from handlers.gates import allowed, first_time
 from handlers.history import thread_turns
 from handlers.render import Target
 

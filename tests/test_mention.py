@@ -199,3 +199,28 @@ async def test_feedback_is_stored_with_the_request_and_thumbs_down_asks_why(soph
     [row] = rows
     assert (row["value"], row["comment"], row["user_id"]) == ("bad", "It was wrong.", "U0USER")
     assert row["route"] and row["model"] and row["latency_ms"] is not None  # kept with the request
+
+
+async def test_an_edited_question_gets_no_reply_but_an_offer_to_ask_again(sophia, slack, llm):
+    await slack.push_event(mention("what is the capital of Germany?"))
+    await slack.wait_for_call("chat.stopStream")
+    question = slack.messages("C0CHAN")[0]
+    await slack.push_event({
+        "type": "message", "subtype": "message_changed", "channel": "C0CHAN",
+        "message": {**question, "text": "<@UBOT> what is the capital of Austria?"},
+        "previous_message": question,
+    })  # fmt: skip
+    [offer] = await slack.wait_for_call("chat.postEphemeral")
+    assert offer.args["user"] == "U0USER" and offer.args["thread_ts"] == question["ts"]
+    assert len(slack.calls_to("chat.startStream")) == 1  # the edit alone did not trigger a reply
+    button = offer.args["blocks"][-1]["elements"][0]
+    llm.script(Text("Vienna."))
+    await slack.push_interactive({
+        "type": "block_actions", "user": {"id": "U0USER"}, "channel": {"id": "C0CHAN"},
+        "container": {"type": "message", "message_ts": question["ts"], "channel_id": "C0CHAN", "is_ephemeral": True},
+        "actions": [{**button, "action_ts": "7.7", "type": "button", "block_id": "b"}],
+    })  # fmt: skip
+    [_, second] = await slack.wait_for_call("chat.stopStream", count=2)
+    assert "Vienna." in slack.message("C0CHAN", second.args["ts"])["text"]
+    assert slack.message("C0CHAN", second.args["ts"])["thread_ts"] == question["ts"]
+    assert answer_requests(llm)[-1]["messages"][-1]["content"] == "what is the capital of Austria?"
