@@ -35,6 +35,7 @@ from bot.registry import Registry
 from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
+from handlers import channel_config
 from handlers import memory as memory_handlers
 from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled
 from handlers.edits import AskedQuestions
@@ -266,6 +267,7 @@ class Sophia:
             await report_reconciled(client, outcome)
         self._sweeper = asyncio.create_task(expiry_loop(self.deps, client))
         memory_handlers.install(self.registry)
+        channel_config.install(self.registry, self.deps)
         index_capability.install(self.registry, core.tools, services)
         services.repo_index_missing = "Repository indexing is starting up; try again in a moment."
         # The memory store (embedding model, mem0, Qdrant Edge) opens in the background: Slack

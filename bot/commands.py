@@ -27,7 +27,6 @@ PLANNED = [
     ("gpu run", "gpu run <id> <command>", "Ask to run a command on a GPU instance (needs approval)", ("LAMBDA_API_KEY",)),
     ("account", "account <company>", "Brief on a company from CRM, calls and Slack", ("HUBSPOT_ACCESS_TOKEN",)),
     ("mcp", "mcp", "List connected MCP servers and their tools", ("SOPHIA_MCP_CONFIG",)),
-    ("config", "config", "Channel settings (channel managers and admins)", ()),
     ("jobs", "jobs", "Your running and recent jobs", ()),
 ]  # fmt: skip
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.core.approvals import ApprovalRequest, ApprovalState, request_to_row, row_to_request
+from bot.core.channel import ChannelSettings
 from bot.core.errors import ConfigError
 from bot.core.types import RequestRecord
 
@@ -83,6 +84,12 @@ CREATE TABLE IF NOT EXISTS feedback (
     comment TEXT,
     at REAL NOT NULL,
     PRIMARY KEY (request_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS channel_settings (
+    channel TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -239,6 +246,27 @@ class Store:
             "days": days,
             "feedback": {f["value"]: f["n"] for f in feedback},
         }
+
+    async def channel_settings(self, channel: str) -> ChannelSettings:
+        """A channel's settings (the defaults when nobody configured it)."""
+        rows = await self._select(
+            "SELECT settings FROM channel_settings WHERE channel = ?", (channel,)
+        )
+        return ChannelSettings.from_json(json.loads(rows[0]["settings"]) if rows else None)
+
+    async def set_channel_settings(
+        self, channel: str, settings: ChannelSettings, user: str
+    ) -> None:
+        """Store a channel's settings and audit who changed them."""
+        sql = "INSERT OR REPLACE INTO channel_settings VALUES (?, ?, ?, ?)"
+        args = (channel, json.dumps(settings.to_json()), user, time.time())
+        await self._run(lambda: self._db().execute(sql, args))
+        await self.audit(
+            approval_id=f"config:{channel}",
+            user=user,
+            action="config",
+            outcome=json.dumps(settings.to_json()),
+        )
 
     async def answered_in_thread(self, channel: str, thread_ts: str) -> bool:
         """Whether Sophia has answered in this thread before (follow-ups need no mention)."""

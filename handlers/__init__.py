@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import approvals, commands, edits, events, feedback, shortcuts
+from handlers import approvals, channel_config, commands, edits, events, feedback, shortcuts
 from handlers.deps import Deps, Inflight
 
 __all__ = ["Deps", "Inflight", "register"]
@@ -17,4 +17,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
     approvals.register(app, deps)
     feedback.register(app, deps)
     edits.register(app, deps)
+    channel_config.register(app, deps)
     shortcuts.register(app, deps)

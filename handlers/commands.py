@@ -28,7 +28,7 @@ from handlers.approvals import post_request
 from handlers.conversation import answer
 from handlers.deps import Deps
 from handlers.formatting import markdown_blocks
-from handlers.gates import first_time
+from handlers.gates import apply_settings, channel_settings, first_time
 from handlers.render import SlackReply, Target
 
 log = logging.getLogger("sophia.commands")
@@ -46,6 +46,7 @@ class SlackCommandContext:
     team: str | None
     args: str
     private: bool
+    trigger_id: str | None = None
 
     @property
     def core(self) -> Orchestrator:
@@ -127,6 +128,12 @@ class SlackCommandContext:
 
     async def answer(self, text: str, *, route: str | None = None) -> None:
         """Post `@user asked: …` visibly, then answer in that message's thread."""
+        settings = await channel_settings(self.deps, self.channel)
+        if settings.off:
+            await self.reply_private(
+                "I'm switched off in this channel (`/sophia config`); DM me instead."
+            )
+            return
         try:
             posted = await self.client.chat_postMessage(
                 channel=self.channel,
@@ -141,9 +148,12 @@ class SlackCommandContext:
                 return
             raise
         thread_ts = posted["ts"]
-        request = Request(
-            user=self.user, text=text, source="command", channel=self.channel,
-            thread_ts=thread_ts, team=self.team, private=self.private, route=route,
+        request = apply_settings(
+            Request(
+                user=self.user, text=text, source="command", channel=self.channel,
+                thread_ts=thread_ts, team=self.team, private=self.private, route=route,
+            ),
+            settings,
         )  # fmt: skip
         target = Target(
             channel=self.channel, thread_ts=thread_ts, user=self.user, team=self.team,
@@ -174,7 +184,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         ctx = SlackCommandContext(
             deps=deps, client=client, respond=respond, user=command["user_id"],
             channel=command["channel_id"], team=command.get("team_id"), args="",
-            private=command["channel_id"].startswith("D"),
+            private=command["channel_id"].startswith("D"), trigger_id=command.get("trigger_id"),
         )  # fmt: skip
         try:
             await dispatch(deps, ctx, text)

@@ -61,6 +61,7 @@ class Deps:
     access: Any = None  # handlers.people.Access (allowed users, channels, no guests)
     limiter: Any = None  # handlers.limits.RateLimiter (requests per minute)
     asked: Any = None  # handlers.edits.AskedQuestions (so an edited question can be re-asked)
+    channel_cache: dict = field(default_factory=dict)  # channel → (read at, ChannelSettings)
     bot_user_id: str | None = None
     bot_id: str | None = None
     team_id: str | None = None

@@ -17,7 +17,7 @@ from bot.core.types import Request
 from handlers.conversation import answer
 from handlers.deps import Deps
 from handlers.edits import offer_reask
-from handlers.gates import allowed, first_time
+from handlers.gates import allowed, apply_settings, channel_settings, first_time
 from handlers.history import clean_text, dm_turns, thread_turns
 from handlers.home import publish_home
 from handlers.render import Target
@@ -53,14 +53,25 @@ def register(app: AsyncApp, deps: Deps) -> None:
         channel, user = event["channel"], event.get("user")
         if not await allowed(deps, client, user, channel, event.get("thread_ts")):
             return
+        settings = await channel_settings(deps, channel)
+        if settings.off:
+            return
         thread_ts = event.get("thread_ts") or event["ts"]
         team = event.get("team") or body.get("team_id")
         text = clean_text(event.get("text", ""), deps.bot_user_id)
         if not text:
             await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=GREETING)
             return
-        request = Request(
-            user=user, text=text, source="mention", channel=channel, thread_ts=thread_ts, team=team
+        request = apply_settings(
+            Request(
+                user=user,
+                text=text,
+                source="mention",
+                channel=channel,
+                thread_ts=thread_ts,
+                team=team,
+            ),
+            settings,
         )
         target = Target(channel=channel, thread_ts=thread_ts, user=user, team=team)
 
@@ -145,15 +156,21 @@ async def is_follow_up(deps: Deps, event: dict) -> bool:
     mentioned = set(_MENTION.findall(event.get("text") or ""))
     if mentioned:
         return False
+    settings = await channel_settings(deps, event["channel"])
+    if settings.off or settings.mention_only:
+        return False
     return await deps.store.answered_in_thread(event["channel"], thread_ts)
 
 
 async def _answer_follow_up(deps: Deps, client: AsyncWebClient, body: dict, event: dict) -> None:
     channel, user, thread_ts = event["channel"], event["user"], event["thread_ts"]
     team = event.get("team") or body.get("team_id")
-    request = Request(
-        user=user, text=event.get("text", "").strip(), source="mention", channel=channel,
-        thread_ts=thread_ts, team=team,
+    request = apply_settings(
+        Request(
+            user=user, text=event.get("text", "").strip(), source="mention", channel=channel,
+            thread_ts=thread_ts, team=team,
+        ),
+        await channel_settings(deps, channel),
     )  # fmt: skip
     target = Target(channel=channel, thread_ts=thread_ts, user=user, team=team)
 

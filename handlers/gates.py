@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.channel import ChannelSettings
+from bot.core.types import Request
 from handlers.deps import Deps
 
 log = logging.getLogger("sophia.handlers")
+SETTINGS_CACHE_S = 10.0
 
 
 async def allowed(
@@ -48,3 +52,23 @@ async def first_time(deps: Deps, key: str | None) -> bool:
     deps.metrics.inc("sophia_events_duplicate_total")
     log.info("duplicate event ignored", extra={"event_id": key})
     return False
+
+
+async def channel_settings(deps: Deps, channel: str | None) -> ChannelSettings:
+    """A channel's `/sophia config` settings, cached for a few seconds (DMs have none)."""
+    if not channel or channel.startswith("D"):
+        return ChannelSettings()
+    cached = deps.channel_cache.get(channel)
+    if cached and time.monotonic() - cached[0] < SETTINGS_CACHE_S:
+        return cached[1]
+    settings = await deps.store.channel_settings(channel)
+    deps.channel_cache[channel] = (time.monotonic(), settings)
+    return settings
+
+
+def apply_settings(request: Request, settings: ChannelSettings) -> Request:
+    """Give a request its channel's instructions, default route and disabled tool groups."""
+    request.instructions = settings.prompt_addition
+    request.default_route = settings.default_route
+    request.disabled_groups = settings.disabled_groups
+    return request

@@ -68,10 +68,12 @@ class Agent:
         progress: Progress,
         tools: ToolRegistry | None = None,
         allow_side_effects: bool = True,
+        disabled_groups: frozenset[str] = frozenset(),
     ) -> AgentOutcome:
         """Answer `messages`; the last turn's text streams to `progress` as it comes."""
         registry = tools or self._tools
-        specs = registry.specs(include_side_effects=allow_side_effects)
+        groups = {registry.get(name).group for name in registry.names()} - disabled_groups
+        specs = registry.specs(include_side_effects=allow_side_effects, groups=groups)
         outcome = AgentOutcome()
         while True:
             at_limit = outcome.tool_steps >= self._max_steps

@@ -49,6 +49,9 @@ class Request:
     route: str | None = None  # explicit choice ("ask --model coding"); None lets routing decide
     tools: list[Any] = field(default_factory=list)  # extra tools bound to this request
     allow_side_effects: bool = True  # False: side-effect tools are not even offered
+    disabled_groups: frozenset[str] = frozenset()  # tool groups this channel switched off
+    instructions: str = ""  # extra instructions from the channel's admins (/sophia config)
+    default_route: str | None = None  # the channel's route when nobody picks one
     id: str = field(default_factory=new_request_id)
 
 
