@@ -32,6 +32,7 @@ from handlers.gates import apply_settings, channel_settings, first_time
 from handlers.render import SlackReply, Target
 
 log = logging.getLogger("sophia.commands")
+NOT_A_MEMBER = ("not_in_channel", "channel_not_found")
 
 
 @dataclass
@@ -58,27 +59,29 @@ class SlackCommandContext:
         """What this Sophia has wired up."""
         return self.deps.services
 
+    async def _visible(self, **message: Any) -> dict | None:
+        """chat.postMessage here; where Sophia is not a member, say how to invite her (None)."""
+        try:
+            return await self.client.chat_postMessage(channel=self.channel, **message)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in NOT_A_MEMBER:
+                raise
+        await self.reply_private(
+            "I'm not a member of this conversation, so I can't post here. Invite me with "
+            "`/invite @Sophia`, or ask me in a direct message."
+        )
+        return None
+
     async def post(self, text: str) -> None:
         """A visible message in the channel where the command was typed."""
-        try:
-            await self.client.chat_postMessage(
-                channel=self.channel, text=redact(text), blocks=markdown_blocks(redact(text))
-            )
-        except SlackApiError as exc:
-            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
-                raise
+        text = redact(text)
+        if await self._visible(text=text, blocks=markdown_blocks(text)) is None:
             await self.reply_private(text)  # the result reaches the person who asked, at least
 
     async def in_thread(self, title: str, work: Callable[[Progress], Awaitable[str]]) -> None:
         """A visible message, the job's progress in its thread, the result at the end."""
-        try:
-            posted = await self.client.chat_postMessage(channel=self.channel, text=title)
-        except SlackApiError as exc:
-            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
-                raise
-            await self.reply_private(
-                "I'm not a member of this conversation; invite me with `/invite @Sophia`."
-            )
+        posted = await self._visible(text=title)
+        if posted is None:
             return
         target = Target(
             channel=self.channel, thread_ts=posted["ts"], user=self.user, team=self.team,
@@ -108,13 +111,12 @@ class SlackCommandContext:
                 approvers_configured=approvers is not None and approvers.configured,
             )  # fmt: skip
         except SlackApiError as exc:
-            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
-                await self.reply_private(
-                    "I'm not a member of this conversation, so I can't post the approval request "
-                    "here. Invite me with `/invite @Sophia` and ask again."
-                )
-                return
-            raise
+            if exc.response.get("error") not in NOT_A_MEMBER:
+                raise
+            await self.reply_private(
+                "I'm not a member of this conversation, so I can't post the approval request "
+                "here. Invite me with `/invite @Sophia` and ask again."
+            )
 
     async def reply_private(self, text: str, *, blocks: list[dict] | None = None) -> None:
         """Ephemeral reply through the command's response_url (works in any channel)."""
@@ -134,19 +136,9 @@ class SlackCommandContext:
                 "I'm switched off in this channel (`/sophia config`); DM me instead."
             )
             return
-        try:
-            posted = await self.client.chat_postMessage(
-                channel=self.channel,
-                text=f":speech_balloon: <@{self.user}> asked: {text}",
-            )
-        except SlackApiError as exc:
-            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
-                await self.reply_private(
-                    "I'm not a member of this conversation, so I can't answer here. "
-                    "Invite me with `/invite @Sophia`, or ask me in a direct message."
-                )
-                return
-            raise
+        posted = await self._visible(text=f":speech_balloon: <@{self.user}> asked: {text}")
+        if posted is None:
+            return
         thread_ts = posted["ts"]
         request = apply_settings(
             Request(
