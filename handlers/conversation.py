@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.types import Reply, Request, StepStatus, Turn
 from handlers.deps import Deps
+from handlers.files import read_files
 from handlers.render import SlackReply, Target, footer_for
 from handlers.slack_tools import thread_history_tool
 
@@ -26,6 +27,7 @@ async def answer(
     *,
     history: HistoryLoader | None = None,
     stream: bool = True,
+    files: list[dict] | None = None,
 ) -> Reply | None:
     """Run one request and render it into Slack; never raises, never shows a trace.
 
@@ -55,6 +57,8 @@ async def answer(
                     "context", "Reading the conversation", StepStatus.ERROR,
                     detail="I could not read the earlier messages; answering without them.",
                 )  # fmt: skip
+        if files:
+            await _read_files(deps, client, request, reply_view, files)
         if deps.limiter is not None and (busy := await _wait_turn(deps, request, reply_view)):
             return busy
         async with deps.reply_slots:
@@ -70,6 +74,20 @@ async def answer(
         if await _apologise(client, target, request.id):
             return Reply(request_id=request.id, text="", error="something went wrong")
         return None
+
+
+async def _read_files(
+    deps: Deps, client: AsyncWebClient, request: Request, view: SlackReply, files: list[dict]
+) -> None:
+    """Read shared files into the request (as data); say in the thread what could not be read."""
+    title = f"Reading {len(files)} file{'s' * (len(files) != 1)}"
+    await view.step("files", title, StepStatus.IN_PROGRESS)
+    token = (
+        deps.settings.slack_bot_token.get_secret_value() if deps.settings.slack_bot_token else ""
+    )
+    request.attachments, request.notes = await read_files(client.session, token, files)
+    status = StepStatus.ERROR if request.notes else StepStatus.COMPLETE
+    await view.step("files", title, status, detail=" ".join(request.notes) or None)
 
 
 async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> Reply | None:

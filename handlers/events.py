@@ -85,7 +85,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
         if deps.asked is not None:
             deps.asked.note(channel, event["ts"], user, thread_ts)
-        await deps.inflight.run(answer(deps, client, request, target, history=history))
+        await deps.inflight.run(
+            answer(deps, client, request, target, history=history, files=event.get("files"))
+        )
 
     @app.event("message")
     async def on_message(ack: Any, body: dict, event: dict, client: AsyncWebClient) -> None:
@@ -180,7 +182,7 @@ async def _answer_follow_up(deps: Deps, client: AsyncWebClient, body: dict, even
             bot_user_id=deps.bot_user_id, bot_id=deps.bot_id,
         )  # fmt: skip
 
-    await answer(deps, client, request, target, history=history)
+    await answer(deps, client, request, target, history=history, files=event.get("files"))
 
 
 async def _answer_dm(deps: Deps, client: AsyncWebClient, body: dict, event: dict) -> None:
@@ -215,4 +217,4 @@ async def _answer_dm(deps: Deps, client: AsyncWebClient, body: dict, event: dict
             )
         return await dm_turns(client, channel=channel, skip_ts=skip, **ids)
 
-    await answer(deps, client, request, target, history=history)
+    await answer(deps, client, request, target, history=history, files=event.get("files"))

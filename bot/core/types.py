@@ -52,6 +52,12 @@ class Request:
     disabled_groups: frozenset[str] = frozenset()  # tool groups this channel switched off
     instructions: str = ""  # extra instructions from the channel's admins (/sophia config)
     default_route: str | None = None  # the channel's route when nobody picks one
+    attachments: list[Any] = field(
+        default_factory=list
+    )  # shared files, read (name, kind, text | data_url)
+    notes: list[str] = field(
+        default_factory=list
+    )  # what could not be read, for the model to mention
     id: str = field(default_factory=new_request_id)
 
 
