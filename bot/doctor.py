@@ -18,6 +18,7 @@ BOT_SCOPES = (
     "chat:write",
     "commands",
     "files:read",
+    "files:write",
     "groups:history",
     "im:history",
     "im:read",

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.types import Reply, StepStatus
 from bot.redact import redact
+from handlers.artefacts import FenceFilter
 from handlers.formatting import (
     MESSAGE_BYTES,
     STREAM_CHUNK_BYTES,
@@ -99,6 +100,7 @@ class SlackReply:
     _pending: str = field(default="", init=False)  # text not yet sent
     _full: bool = field(default=False, init=False)  # current message ended at a paragraph
     _dirty: dict[str, None] = field(default_factory=dict, init=False)  # steps changed, not yet sent
+    _fences: FenceFilter = field(default_factory=FenceFilter, init=False)
     _last_write: float = field(default=0.0, init=False)
     _timer: asyncio.Task[None] | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -122,7 +124,7 @@ class SlackReply:
         if self._timer:
             self._timer.cancel()
             self._timer = None
-        tail = ""
+        tail = self._fences.flush()
         if reply.error:
             if reply.text:
                 tail += "\n\n_(answer interrupted)_"
@@ -136,6 +138,23 @@ class SlackReply:
                 await self._finish_stream(footer)
             else:
                 await self._finish_placeholder(footer)
+        await self._upload_artefacts()
+
+    async def _upload_artefacts(self) -> None:
+        """Attach held-back long blocks as files in the thread."""
+        for artefact in self._fences.artefacts:
+            try:
+                await self.client.files_upload_v2(
+                    channel=self.target.channel, thread_ts=self.target.thread_ts,
+                    filename=artefact.filename, title=artefact.filename, content=redact(artefact.content),
+                )  # fmt: skip
+            except SlackApiError as exc:
+                log.warning("could not upload an artefact", extra={"error": _err(exc)})
+                await self.client.chat_postMessage(
+                    channel=self.target.channel, thread_ts=self.target.thread_ts,
+                    text=f"I couldn't attach {artefact.filename} as a file; here it is:",
+                    blocks=markdown_blocks(f"```\n{artefact.content}\n```"),
+                )  # fmt: skip
 
     # -- Progress protocol -------------------------------------------------------------
 
@@ -156,8 +175,8 @@ class SlackReply:
         return step_id in self._steps
 
     async def text(self, delta: str) -> None:
-        """Queue answer text; it is sent on the next coalesced write."""
-        self._pending += delta
+        """Queue answer text (long fenced blocks are held back for upload as files)."""
+        self._pending += self._fences.feed(delta)
         self._schedule()
 
     # -- streaming ---------------------------------------------------------------------

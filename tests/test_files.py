@@ -135,3 +135,40 @@ async def test_a_sign_in_page_instead_of_the_file_names_the_missing_scope(
     await slack.wait_for_call("chat.update", lambda c: "echo" in str(c.args.get("blocks")))
     content = answer_requests(llm)[-1]["messages"][-1]["content"]
     assert "sign-in page instead of report.pdf" in content and "files:read" in content
+
+
+async def test_a_long_generated_block_is_attached_as_a_file_not_a_wall_of_text(sophia, slack, llm):
+    from tests.test_mention import mention
+
+    rows = "\n".join(f"{i},region-{i % 7},{i * 13}" for i in range(400))  # ~8 KB of CSV
+    llm.script(
+        Text(
+            f"Here is the export:\n```csv\nid,region,revenue\n{rows}\n```\nA short one stays inline:\n```\nok = True\n```\n"
+        )
+    )
+    await slack.push_event(mention("export the revenue table as csv"))
+    [stop] = await slack.wait_for_call("chat.stopStream")
+    [complete] = await slack.wait_for_call("files.completeUploadExternal")
+    text = slack.message("C0CHAN", stop.args["ts"])["text"]
+    assert "region-3" not in text  # no wall of CSV in the message…
+    assert "sophia-1.csv (402 lines) is attached below as a file" in text
+    assert "```\nok = True\n```" in text  # …while a short block stays inline
+    [uploaded] = slack.uploads.values()
+    assert uploaded.decode().startswith("id,region,revenue\n0,region-0,0")
+    assert complete.args["thread_ts"] == slack.messages("C0CHAN")[0]["ts"]  # in the thread
+
+
+def test_fences_split_across_stream_deltas_are_held_then_shown_or_attached():
+    from handlers.artefacts import ARTEFACT_CHARS, FenceFilter
+
+    long_body = "x = 1\n" * (ARTEFACT_CHARS // 6 + 10)
+    answer = f"Intro.\n```py\nshort()\n```\nMiddle.\n```python\n{long_body}```\nEnd."
+    fences, shown = FenceFilter(), ""
+    for i in range(0, len(answer), 7):  # the model streams in small pieces
+        shown += fences.feed(answer[i : i + 7])
+    shown += fences.flush()
+    assert shown.startswith("Intro.\n```py\nshort()\n```\nMiddle.\n")
+    assert "sophia-1.py" in shown and shown.endswith("End.") and "x = 1" not in shown
+    assert [a.filename for a in fences.artefacts] == ["sophia-1.py"] and fences.artefacts[
+        0
+    ].content == long_body
