@@ -76,7 +76,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         if not await first_time(deps, f"reask:{body.get('trigger_id') or action.get('action_ts')}"):
             return
-        data = json.loads(action.get("value") or "{}")
+        try:
+            data = json.loads(action.get("value") or "{}")
+        except json.JSONDecodeError:
+            return  # not a button Sophia made
         channel, thread_ts, text, user = (
             data.get("c"),
             data.get("th"),

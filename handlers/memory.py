@@ -124,5 +124,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_delete(ack: Any, body: dict, action: dict, client: AsyncWebClient) -> None:
         await ack()
         user = body["user"]["id"]
-        await deps.services.memory.delete(action.get("value", ""), user=user)
+        if deps.services.memory is not None:
+            await deps.services.memory.delete(action.get("value", ""), user=user)
         await publish_home(deps, client, user)
