@@ -20,10 +20,6 @@ class Metrics:
         """Add to a counter, e.g. `inc("sophia_replies_total", source="mention")`."""
         self.counters[(name, tuple(sorted(labels.items())))] += amount
 
-    def get(self, name: str, **labels: str) -> float:
-        """Current value of one counter (0 if never touched)."""
-        return self.counters[(name, tuple(sorted(labels.items())))]
-
     # -- observer of the core ------------------------------------------------------------
 
     def answered(self, reply: Any) -> None:

@@ -139,10 +139,11 @@ async def run_approved(deps: Deps, client: AsyncWebClient, approval_id: str) -> 
         )
         text = f"{icon} {outcome.message}"
         if request.state == ApprovalState.VOID:
+            again = request.params.get("ask_again")  # set by the capability that made the request
             text += (
-                " Ask again for a fresh request (for a merge: `/sophia pr merge "
-                + request.target
-                + "`)."
+                f" Ask again for a fresh request: `{again}`."
+                if again
+                else " Ask again for a fresh request."
             )
         await client.chat_postMessage(
             channel=request.channel, thread_ts=request.thread_ts or request.message_ts, text=text

@@ -43,7 +43,10 @@ async def prepare_merge(
         raise GitHubError(f"Checks must pass before {repo}#{number} can be merged: {listed}.")
     return await services.approvals.create(
         kind="github.merge", target=f"{repo}#{number}",
-        params={"repo": repo, "number": number, "title": facts.title},
+        params={
+            "repo": repo, "number": number, "title": facts.title,
+            "ask_again": f"/sophia pr merge {repo}#{number}",
+        },
         bound_version=facts.head_sha, summary=f"Merge *{facts.title}* into `{facts.base_ref}`",
         requester=requester, channel=channel, thread_ts=thread_ts, facts=merge_facts(facts),
         link=facts.html_url,
