@@ -37,7 +37,7 @@ from bot.settings import Settings
 from bot.store import Store
 from handlers import channel_config
 from handlers import memory as memory_handlers
-from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled
+from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled, thread_reporter
 from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
 from handlers.people import Access, PeopleList
@@ -194,6 +194,7 @@ class Sophia:
     _lock: DataDirLock | None = field(default=None, init=False)
     _warm: asyncio.Task[None] | None = field(default=None, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
+    _background: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _memory_task: asyncio.Task[None] | None = field(default=None, init=False)
     _memory: Any = field(default=None, init=False)
     memory_ready: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -227,6 +228,7 @@ class Sophia:
             allow_self_approval=settings.allow_self_approval,
         )  # fmt: skip
         approvals.register("github.merge", MergeExecutor(github, method=settings.merge_method))
+        approvals.reporter = thread_reporter(client)
         gate = SlackApprovalGate(client)
         core = build_core(settings, store, approvals=gate, observer=self.metrics)
         services = Services(
@@ -234,6 +236,8 @@ class Sophia:
             approvals=approvals,
             github=github,
             admins=PeopleList(client, settings.admins),
+            store=store,
+            settings=settings,
         )
         github_capability.install(self.registry, core.tools, services)
         self.deps = handlers.Deps(
@@ -250,6 +254,9 @@ class Sophia:
         self.app = AsyncApp(client=client, logger=bolt_log)
         handlers.register(self.app, self.deps)
         memory_handlers.register(self.app, self.deps)
+        # Capabilities plug in here, before the socket opens and before reconcile (which needs
+        # their approval executors): subcommands, tools, executors, Slack listeners, loops.
+        # Without credentials a capability installs only subcommands that say what to set.
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session
@@ -266,6 +273,7 @@ class Sophia:
         for outcome in await approvals.reconcile():
             await report_reconciled(client, outcome)
         self._sweeper = asyncio.create_task(expiry_loop(self.deps, client))
+        self._background = [asyncio.create_task(loop()) for loop in services.background]
         memory_handlers.install(self.registry)
         channel_config.install(self.registry, self.deps)
         index_capability.install(self.registry, core.tools, services)
@@ -353,6 +361,9 @@ class Sophia:
                 log.warning("shutdown cut off in-flight replies", extra={"count": cut})
         if self._sweeper:
             self._sweeper.cancel()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._memory_task:
             await self._memory_task  # a half-open store must not outlive us
         if self.deps:

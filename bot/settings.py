@@ -116,6 +116,71 @@ class Settings(BaseSettings):
     serper_api_key: SecretStr | None = Field(None, validation_alias=_env("SERPER_API_KEY"))
     brave_api_key: SecretStr | None = Field(None, validation_alias=_env("BRAVE_API_KEY"))
     tavily_api_key: SecretStr | None = Field(None, validation_alias=_env("TAVILY_API_KEY"))
+    lambda_ssh_key_name: str | None = Field(None, validation_alias=_env("LAMBDA_SSH_KEY_NAME"))
+    lambda_ssh_key_path: Path | None = Field(None, validation_alias=_env("LAMBDA_SSH_KEY_PATH"))
+    hubspot_portal_id: str | None = Field(None, validation_alias=_env("HUBSPOT_PORTAL_ID"))
+    asana_access_token: SecretStr | None = Field(None, validation_alias=_env("ASANA_ACCESS_TOKEN"))
+    asana_api_url: str = Field(
+        "https://app.asana.com/api/1.0", validation_alias=_env("ASANA_API_URL")
+    )
+
+    # Research (DESIGN.md §7: each *_API_URL is the provider's base, without the path)
+    serper_api_url: str = Field(
+        "https://google.serper.dev", validation_alias=_env("SERPER_API_URL")
+    )
+    brave_api_url: str = Field(
+        "https://api.search.brave.com", validation_alias=_env("BRAVE_API_URL")
+    )
+    tavily_api_url: str = Field("https://api.tavily.com", validation_alias=_env("TAVILY_API_URL"))
+    exa_api_key: SecretStr | None = Field(None, validation_alias=_env("EXA_API_KEY"))
+    exa_api_url: str = Field("https://api.exa.ai", validation_alias=_env("EXA_API_URL"))
+    serpapi_api_key: SecretStr | None = Field(None, validation_alias=_env("SERPAPI_API_KEY"))
+    serpapi_api_url: str = Field("https://serpapi.com", validation_alias=_env("SERPAPI_API_URL"))
+    brightdata_api_key: SecretStr | None = Field(None, validation_alias=_env("BRIGHTDATA_API_KEY"))
+    brightdata_api_url: str = Field(
+        "https://api.brightdata.com", validation_alias=_env("BRIGHTDATA_API_URL")
+    )
+    brightdata_zone: str = Field("web_unlocker1", validation_alias=_env("BRIGHTDATA_ZONE"))
+    zenrows_api_key: SecretStr | None = Field(None, validation_alias=_env("ZENROWS_API_KEY"))
+    zenrows_api_url: str = Field(
+        "https://api.zenrows.com", validation_alias=_env("ZENROWS_API_URL")
+    )
+    research_providers: IdList = Field(
+        default_factory=list, validation_alias=_env("SOPHIA_RESEARCH_PROVIDERS")
+    )
+    research_allow_private: bool = Field(
+        False, validation_alias=_env("SOPHIA_RESEARCH_ALLOW_PRIVATE")
+    )
+    research_cache_ttl: Duration = Field(
+        timedelta(hours=6), validation_alias=_env("SOPHIA_RESEARCH_CACHE_TTL")
+    )
+    research_concurrency: int = Field(5, validation_alias=_env("SOPHIA_RESEARCH_CONCURRENCY"))
+
+    # Self-improvement, deploys and monitoring
+    self_repo: str | None = Field(None, validation_alias=_env("SOPHIA_SELF_REPO"))
+    self_fly_app: str | None = Field(None, validation_alias=_env("SOPHIA_SELF_FLY_APP"))
+    monitored_apps: IdList = Field(
+        default_factory=list, validation_alias=_env("SOPHIA_MONITORED_APPS")
+    )
+    monitored_repos: IdList = Field(
+        default_factory=list, validation_alias=_env("SOPHIA_MONITORED_REPOS")
+    )
+    alert_channel: str | None = Field(None, validation_alias=_env("SOPHIA_ALERT_CHANNEL"))
+    monitor_interval: Duration = Field(
+        timedelta(seconds=60), validation_alias=_env("SOPHIA_MONITOR_INTERVAL")
+    )
+    deploy_check_timeout: Duration = Field(
+        timedelta(seconds=120), validation_alias=_env("SOPHIA_DEPLOY_CHECK_TIMEOUT")
+    )
+    gpu_idle_hours: float = Field(8.0, validation_alias=_env("SOPHIA_GPU_IDLE_HOURS"))
+
+    # Business data and MCP
+    business_users: IdList = Field(
+        default_factory=list, validation_alias=_env("SOPHIA_BUSINESS_USERS")
+    )
+    mcp_config: Path | None = Field(None, validation_alias=_env("SOPHIA_MCP_CONFIG"))
+    mcp_token: SecretStr | None = Field(None, validation_alias=_env("SOPHIA_MCP_TOKEN"))
+    mcp_port: int | None = Field(None, validation_alias=_env("SOPHIA_MCP_PORT"))
 
     # People and approvals
     approvers: IdList = Field(default_factory=list, validation_alias=_env("SOPHIA_APPROVERS"))

@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS channel_settings (
     updated_by TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL,
+    PRIMARY KEY (namespace, key)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -359,6 +366,32 @@ class Store:
         """Forget a file that left the repository."""
         sql = "DELETE FROM code_files WHERE repo = ? AND path = ?"
         await self._run(lambda: self._db().execute(sql, (repo, path)))
+
+    async def kv_get(self, namespace: str, key: str) -> Any | None:
+        """A JSON value stored with `kv_put`, or None when absent or expired."""
+        sql = "SELECT value FROM kv WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
+        rows = await self._select(sql, (namespace, key, time.time()))
+        return json.loads(rows[0]["value"]) if rows else None
+
+    async def kv_put(
+        self, namespace: str, key: str, value: Any, *, ttl_s: float | None = None
+    ) -> None:
+        """Store a JSON-able value (caches, monitor incidents, job state shared by replicas)."""
+        expires = time.time() + ttl_s if ttl_s is not None else None
+        sql = "INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)"
+        args = (namespace, key, json.dumps(value), expires)
+        await self._run(lambda: self._db().execute(sql, args))
+
+    async def kv_delete(self, namespace: str, key: str) -> None:
+        """Forget one value."""
+        sql = "DELETE FROM kv WHERE namespace = ? AND key = ?"
+        await self._run(lambda: self._db().execute(sql, (namespace, key)))
+
+    async def kv_items(self, namespace: str) -> dict[str, Any]:
+        """Every live value in a namespace."""
+        sql = "SELECT key, value FROM kv WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)"
+        rows = await self._select(sql, (namespace, time.time()))
+        return {row["key"]: json.loads(row["value"]) for row in rows}
 
     async def _select(self, sql: str, args: tuple) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:

@@ -150,6 +150,19 @@ async def run_approved(deps: Deps, client: AsyncWebClient, approval_id: str) -> 
         )
 
 
+def thread_reporter(client: AsyncWebClient):
+    """Progress lines of an approved action, as replies in the request's thread."""
+
+    async def report(request: ApprovalRequest, text: str) -> None:
+        if request.channel:
+            await client.chat_postMessage(
+                channel=request.channel, thread_ts=request.thread_ts or request.message_ts,
+                text=text,
+            )  # fmt: skip
+
+    return report
+
+
 async def report_reconciled(client: AsyncWebClient, outcome: Any) -> None:
     """After a restart: update the request message and say in its thread how it ended."""
     request = outcome.request

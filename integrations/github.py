@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from bot.core.approvals import ApprovalRequest, VersionChanged
+from bot.core.approvals import ApprovalRequest, Report, VersionChanged
 from bot.core.errors import ConfigError, SophiaError
 
 log = logging.getLogger("sophia.github")
@@ -355,7 +355,7 @@ class MergeExecutor:
             return f"<{facts.html_url}|{request.target}> was already merged; nothing more to do."
         return None
 
-    async def execute(self, request: ApprovalRequest) -> str:
+    async def execute(self, request: ApprovalRequest, report: Report) -> str:
         params = request.params
         return await self._github.merge(
             params["repo"], params["number"], sha=request.bound_version, method=self._method,

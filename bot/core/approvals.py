@@ -102,6 +102,10 @@ class ApprovalRequest:
     result: str | None = None  # what happened, for the message and the audit log
 
 
+# Posts one line of progress where the request was made (a deploy reports machine by machine).
+Report = Callable[[str], Awaitable[None]]
+
+
 class ActionExecutor(Protocol):
     """Carries out one kind of approved action; registered per `kind`."""
 
@@ -113,8 +117,12 @@ class ActionExecutor(Protocol):
         """If the outside world shows the action already happened, say so (else None)."""
         ...
 
-    async def execute(self, request: ApprovalRequest) -> str:
-        """Do it; return what happened in one line (with a link). Raise ApprovalError or SophiaError."""
+    async def execute(self, request: ApprovalRequest, report: Report) -> str:
+        """Do it; return what happened in one line (with a link). Raise ApprovalError or SophiaError.
+
+        `report` shows progress of a long action; an executor must be safe to run again after
+        a restart mid-way (`reconcile` calls it once more) without repeating finished steps.
+        """
         ...
 
 
@@ -160,6 +168,8 @@ class Approvals:
         self._allow_self = allow_self_approval
         self._clock = clock
         self._executors: dict[str, ActionExecutor] = {}
+        # Where progress lines go (the Slack layer sets it to "reply in the request's thread").
+        self.reporter: Callable[[ApprovalRequest, str], Awaitable[None]] | None = None
 
     def register(self, kind: str, executor: ActionExecutor) -> None:
         """Say how one kind of action is carried out."""
@@ -259,7 +269,7 @@ class Approvals:
                     f"The approval is void: {request.target} changed since it was requested "
                     f"(approved `{request.bound_version[:12]}`, now `{current[:12]}`)."
                 )
-            result = await executor.execute(request)
+            result = await executor.execute(request, self._report_for(request))
         except VersionChanged as exc:
             return await self._close(request, ApprovalState.VOID, str(exc), "void")
         except SophiaError as exc:
@@ -271,6 +281,17 @@ class Approvals:
                 f"failed: {type(exc).__name__}",
             )  # fmt: skip
         return await self._close(request, ApprovalState.DONE, result, "done")
+
+    def _report_for(self, request: ApprovalRequest) -> Report:
+        async def report(text: str) -> None:
+            if self.reporter is None:
+                return
+            try:
+                await self.reporter(request, text)
+            except Exception:  # a lost progress line must not stop the action
+                log.warning("could not report progress", extra={"approval_id": request.id})
+
+        return report
 
     async def _close(
         self, request: ApprovalRequest, state: ApprovalState, result: str, audit: str
