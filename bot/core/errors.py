@@ -2,6 +2,8 @@
 
 SophiaError
  ├── ConfigError            a setting is missing or malformed (names the variable)
+ ├── ResearchError          every search provider failed or none is configured (lists them)
+ ├── FetchError             a web page could not be fetched (plain reason)
  └── ModelError             a model call failed
       ├── ModelUnavailable  down, overloaded, timed out, or refused after fallbacks
       ├── ModelAuthError    the provider rejected the key (names the variable)
@@ -21,6 +23,14 @@ class ConfigError(SophiaError):
     def __init__(self, message: str, *, variable: str | None = None) -> None:
         super().__init__(message)
         self.variable = variable
+
+
+class ResearchError(SophiaError):
+    """No search provider answered; the message lists what was tried and how it failed."""
+
+
+class FetchError(SophiaError):
+    """A page could not be read (refused, too large, not text, private address, …)."""
 
 
 class ModelError(SophiaError):

@@ -102,3 +102,54 @@ class ApprovalGate(Protocol):
     ) -> str:  # fmt: skip
         """File an approval request; return what the model should tell the user."""
         ...
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One web search result, the same shape whichever provider found it."""
+
+    title: str
+    url: str
+    snippet: str
+    provider: str  # "serper", "brave", "tavily", "exa", "serpapi"
+    published: str | None = None  # ISO date when the provider gives one
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """What a search found and how: which provider answered, what was tried before it."""
+
+    hits: list[SearchHit]
+    provider: str | None  # the provider that answered (None when nothing did)
+    tried: list[tuple[str, str]]  # (provider, outcome) in order: "no key", "HTTP 500", "ok", …
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class WebPage:
+    """A fetched page's readable text (untrusted data)."""
+
+    url: str  # as asked
+    final_url: str  # after redirects
+    title: str
+    text: str
+    via: str  # "direct", "brightdata", "zenrows"
+    truncated: bool = False
+    cached: bool = False
+
+
+class WebResearch(Protocol):
+    """Web search across providers with fallback, and page reading (integrations.research)."""
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers that will be tried, in order (configured ones only)."""
+        ...
+
+    async def search(self, query: str, *, limit: int = 8) -> SearchResults:
+        """Try providers in order; raises `ResearchError` (listing what was tried) when all fail."""
+        ...
+
+    async def fetch(self, url: str) -> WebPage:
+        """Fetch and extract one page; raises `FetchError` with a plain reason."""
+        ...
