@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +41,7 @@ from handlers import memory as memory_handlers
 from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled, thread_reporter
 from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
-from handlers.people import Access, PeopleList
+from handlers.people import Access, Directory, PeopleList
 from integrations import github_capability, index_capability
 from integrations.github import GitHub, MergeExecutor
 from integrations.index_capability import web_url_for
@@ -141,6 +142,19 @@ def build_registry() -> Registry:
     return registry
 
 
+class TimedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, timing each envelope from arrival to its ack being sent."""
+
+    metrics: Metrics | None = None
+
+    async def handle(self, client: Any, req: Any) -> None:
+        started = time.perf_counter()
+        await super().handle(client, req)
+        if self.metrics is not None:
+            self.metrics.inc("sophia_envelopes_acked_total", type=str(req.type))
+            self.metrics.observe("sophia_ack_seconds", time.perf_counter() - started)
+
+
 class DataDirLock:
     """One process per data dir: the embedded state has a single owner."""
 
@@ -223,6 +237,7 @@ class Sophia:
         token = settings.github_token.get_secret_value() if settings.github_token else None
         github = GitHub(token=token, base_url=settings.github_api_url)
         approvers = PeopleList(client, settings.approvers)
+        directory = Directory(client)  # users.info, cached: guest checks and each person's locale
         approvals = Approvals(
             store, is_approver=approvers, ttl_s=settings.approval_ttl.total_seconds(),
             allow_self_approval=settings.allow_self_approval,
@@ -243,7 +258,8 @@ class Sophia:
         self.deps = handlers.Deps(
             settings=settings, core=core, store=store, registry=self.registry, metrics=self.metrics,
             services=services, approvers=approvers, bot_user_id=auth.get("user_id"),
-            access=Access(client, users=settings.allowed_users, channels=settings.allowed_channels),
+            access=Access(client, users=settings.allowed_users, channels=settings.allowed_channels, directory=directory),
+            directory=directory,
             limiter=RateLimiter(user_rpm=settings.user_rpm, workspace_rpm=settings.workspace_rpm),
             asked=AskedQuestions(),
             bot_id=auth.get("bot_id"), team_id=auth.get("team_id"),
@@ -261,9 +277,10 @@ class Sophia:
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session
         )
-        self.socket = AsyncSocketModeHandler(
+        self.socket = TimedSocketModeHandler(
             self.app, app_token, web_client=socket_client, ping_interval=self.socket_ping_interval
         )
+        self.socket.metrics = self.metrics
         await self.socket.connect_async()
         self.health = HealthServer(
             port=settings.health_port, ready=self.ready, metrics=self._metrics_text

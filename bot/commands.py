@@ -6,6 +6,8 @@ import time
 
 from bot.core.budget import utc_midnight
 from bot.core.routing import ROUTES
+from bot.i18n import summary as localized_summary
+from bot.i18n import t
 from bot.registry import CommandContext, Registry, Subcommand
 
 # Every subcommand of DESIGN.md §3, so `help` is complete from day one. Entries without a
@@ -31,16 +33,18 @@ PLANNED = [
 ]  # fmt: skip
 
 
-def help_text(registry: Registry, *, unknown: str | None = None) -> str:
+def help_text(registry: Registry, *, unknown: str | None = None, lang: str = "en") -> str:
     """The help message: every subcommand with its usage and one line on what it does."""
     lines = []
     if unknown:
-        lines.append(f"I don't know the subcommand `{unknown}`. Here is what I can do:\n")
-    lines.append("*Sophia* — ask me anything, or use a subcommand:")
+        lines.append(t("help.unknown", lang, name=unknown))
+    lines.append(t("help.header", lang))
     for sub in registry.subcommands.values():
-        later = "" if sub.run else " _(not available yet)_"
-        lines.append(f"• `/sophia {sub.usage}` — {sub.summary}{later}")
-    lines.append("\nYou can also @mention me in a channel or send me a direct message.")
+        later = "" if sub.run else " " + t("help.later", lang)
+        lines.append(
+            f"• `/sophia {sub.usage}` — {localized_summary(sub.name, sub.summary, lang)}{later}"
+        )
+    lines.append(t("help.footer", lang))
     return "\n".join(lines)
 
 
@@ -63,7 +67,7 @@ def register_core_commands(registry: Registry) -> None:
     """Add `help`, `ask` and the placeholders to a registry."""
 
     async def run_help(ctx: CommandContext) -> None:
-        await ctx.reply_private(help_text(registry))
+        await ctx.reply_private(help_text(registry, lang=ctx.lang))
 
     async def run_ask(ctx: CommandContext) -> None:
         route, text = parse_model_flag(ctx.args)
@@ -75,7 +79,7 @@ def register_core_commands(registry: Registry) -> None:
             )
             return
         if not text.strip():
-            await ctx.reply_private("What should I answer? Example: `/sophia ask how do I …`")
+            await ctx.reply_private(t("command.ask_what", ctx.lang))
             return
         await ctx.answer(text, route=route)
 
@@ -208,9 +212,9 @@ async def run_audit(ctx: CommandContext) -> None:
     await ctx.reply_private("\n".join(lines))
 
 
-def not_available_text(sub: Subcommand) -> str:
+def not_available_text(sub: Subcommand, lang: str = "en") -> str:
     """The reply for a subcommand whose capability has not landed yet."""
-    text = f"`/sophia {sub.name}` is not available in this version of Sophia yet."
+    text = t("help.not_available", lang, name=sub.name)
     if sub.needs:
-        text += " When it is, it will need " + ", ".join(f"`{n}`" for n in sub.needs) + "."
-    return text + " Try `/sophia help` for what works today."
+        text += t("help.needs", lang, variables=", ".join(f"`{n}`" for n in sub.needs))
+    return text + t("help.try_help", lang)

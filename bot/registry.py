@@ -27,6 +27,7 @@ class CommandContext(Protocol):
     channel: str
     args: str  # the text after the subcommand's name
     private: bool  # typed in a DM
+    lang: str  # the person's language for Sophia's own words (bot.i18n: "en", "ja")
     core: Orchestrator  # models, request log, tools
     services: Services  # approvals, GitHub, … (what this Sophia has)
 

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.approvals import ApprovalError, ApprovalRequest, Approvals, ApprovalState
 from bot.core.errors import SophiaError
+from bot.i18n import CATALOGUES, t
 from handlers.deps import Deps
 from handlers.gates import first_time
 
@@ -42,20 +43,28 @@ def _when(ts: float) -> str:
     return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
-def request_blocks(request: ApprovalRequest, *, approvers_configured: bool) -> list[dict[str, Any]]:
+def request_blocks(
+    request: ApprovalRequest, *, approvers_configured: bool, lang: str = "en"
+) -> list[dict[str, Any]]:
     """The message with the facts and the Approve / Reject buttons."""
     target = f"<{request.link}|{request.target}>" if request.link else f"`{request.target}`"
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f":lock: *Approval needed* — {request.summary}\n{target}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f":lock: *{t('approval.needed', lang)}* — {request.summary}\n{target}"}},
     ]  # fmt: skip
     if request.facts:
         fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in request.facts[:10]]
         blocks.append({"type": "section", "fields": fields})
     notes = [
-        f"Requested by <@{request.requester}> · expires {_when(request.expires_at)} · `{request.id}`"
+        t(
+            "approval.requested_by",
+            lang,
+            user=request.requester,
+            when=_when(request.expires_at),
+            id=request.id,
+        )
     ]
     if not approvers_configured:
-        notes.append("Nobody can approve yet: an admin must list approvers in `SOPHIA_APPROVERS`.")
+        notes.append(t("approval.no_approvers", lang))
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": n} for n in notes]})
     blocks.append(
         {
@@ -63,9 +72,9 @@ def request_blocks(request: ApprovalRequest, *, approvers_configured: bool) -> l
             "block_id": f"approval:{request.id}",
             "elements": [
                 {"type": "button", "action_id": APPROVE, "style": "primary", "value": request.id,
-                 "text": {"type": "plain_text", "text": "Approve"}},
+                 "text": {"type": "plain_text", "text": t("approval.approve", lang)}},
                 {"type": "button", "action_id": REJECT, "style": "danger", "value": request.id,
-                 "text": {"type": "plain_text", "text": "Reject"}},
+                 "text": {"type": "plain_text", "text": t("approval.reject", lang)}},
             ],
         }
     )  # fmt: skip
@@ -96,12 +105,13 @@ async def post_request(
     request: ApprovalRequest,
     *,
     approvers_configured: bool,
+    lang: str = "en",
 ) -> None:
     """Post the request where it was asked for (it is already stored) and remember the message."""
     response = await client.chat_postMessage(
         channel=request.channel, thread_ts=request.thread_ts,
-        text=f"Approval needed: {request.summary}",
-        blocks=request_blocks(request, approvers_configured=approvers_configured),
+        text=f"{t('approval.needed', lang)}: {request.summary}",
+        blocks=request_blocks(request, approvers_configured=approvers_configured, lang=lang),
     )  # fmt: skip
     await approvals.attach_message(request.id, response["ts"])
 
@@ -190,7 +200,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             outcome = await approvals.decide(approval_id, user=user, approve=approve)
         except ApprovalError as exc:
             deps.metrics.inc("sophia_approvals_total", outcome=f"refused_{type(exc).__name__}")
-            await _tell(client, body, user, f":no_entry: {exc}")
+            lang = await deps.directory.language(user) if deps.directory else "en"
+            await _tell(client, body, user, f":no_entry: {refusal_text(exc, lang)}")
             try:
                 current = await approvals.get(approval_id)
             except ApprovalError:
@@ -210,6 +221,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(REJECT)
     async def on_reject(ack: Any, body: dict, action: dict, client: AsyncWebClient) -> None:
         await on_click(ack, body, action, client, False)
+
+
+def refusal_text(exc: ApprovalError, lang: str) -> str:
+    """Why a click was refused, in the clicker's language (the core's own words in English)."""
+    key = f"approval.refused.{type(exc).__name__}"
+    if lang == "en" or key not in CATALOGUES[lang]:
+        return str(exc)  # English keeps the core's specific wording ("already rejected", …)
+    return t(key, lang)
 
 
 async def _tell(client: AsyncWebClient, body: dict, user: str, text: str) -> None:
@@ -265,6 +284,7 @@ class SlackApprovalGate:
         await post_request(
             self._client, services.approvals, request,
             approvers_configured=deps.approvers is not None and deps.approvers.configured,
+            lang=await deps.directory.language(user) if deps.directory else "en",
         )  # fmt: skip
         return (
             f"Approval requested (`{request.id}`): {request.summary}. The request with Approve and "

@@ -22,6 +22,7 @@ from bot.core.approvals import ApprovalRequest
 from bot.core.errors import SophiaError
 from bot.core.orchestrator import Orchestrator
 from bot.core.types import Progress, Reply, Request, new_request_id
+from bot.i18n import t
 from bot.redact import redact
 from bot.services import Services
 from handlers.approvals import post_request
@@ -48,6 +49,7 @@ class SlackCommandContext:
     args: str
     private: bool
     trigger_id: str | None = None
+    lang: str = "en"  # the person's language for Sophia's own words
 
     @property
     def core(self) -> Orchestrator:
@@ -66,10 +68,7 @@ class SlackCommandContext:
         except SlackApiError as exc:
             if exc.response.get("error") not in NOT_A_MEMBER:
                 raise
-        await self.reply_private(
-            "I'm not a member of this conversation, so I can't post here. Invite me with "
-            "`/invite @Sophia`, or ask me in a direct message."
-        )
+        await self.reply_private(t("command.not_member", self.lang))
         return None
 
     async def post(self, text: str) -> None:
@@ -109,14 +108,12 @@ class SlackCommandContext:
             await post_request(
                 self.client, self.services.approvals, request,
                 approvers_configured=approvers is not None and approvers.configured,
+                lang=self.lang,
             )  # fmt: skip
         except SlackApiError as exc:
             if exc.response.get("error") not in NOT_A_MEMBER:
                 raise
-            await self.reply_private(
-                "I'm not a member of this conversation, so I can't post the approval request "
-                "here. Invite me with `/invite @Sophia` and ask again."
-            )
+            await self.reply_private(t("command.not_member", self.lang))
 
     async def reply_private(self, text: str, *, blocks: list[dict] | None = None) -> None:
         """Ephemeral reply through the command's response_url (works in any channel)."""
@@ -132,9 +129,7 @@ class SlackCommandContext:
         """Post `@user asked: …` visibly, then answer in that message's thread."""
         settings = await channel_settings(self.deps, self.channel)
         if settings.off:
-            await self.reply_private(
-                "I'm switched off in this channel (`/sophia config`); DM me instead."
-            )
+            await self.reply_private(t("channel.off", self.lang))
             return
         posted = await self._visible(text=f":speech_balloon: <@{self.user}> asked: {text}")
         if posted is None:
@@ -178,18 +173,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel=command["channel_id"], team=command.get("team_id"), args="",
             private=command["channel_id"].startswith("D"), trigger_id=command.get("trigger_id"),
         )  # fmt: skip
+        if deps.directory is not None:
+            ctx.lang = await deps.directory.language(ctx.user)
         try:
             await dispatch(deps, ctx, text)
         except Exception:
             log.exception("subcommand failed", extra={"command": text.split(" ")[0]})
-            await ctx.reply_private(":warning: That command failed on my side. Please try again.")
+            await ctx.reply_private(t("command.failed", ctx.lang))
 
 
 async def dispatch(deps: Deps, ctx: SlackCommandContext, text: str) -> None:
     """Run the subcommand named in `text`, or help, or treat free text as a question."""
     registry = deps.registry
     if not text:
-        await ctx.reply_private(help_text(registry))
+        await ctx.reply_private(help_text(registry, lang=ctx.lang))
         return
     sub, args = registry.parse(text)
     if sub is None:
@@ -200,10 +197,10 @@ async def dispatch(deps: Deps, ctx: SlackCommandContext, text: str) -> None:
         ):
             await ctx.answer(text)
             return
-        await ctx.reply_private(help_text(registry, unknown=first))
+        await ctx.reply_private(help_text(registry, unknown=first, lang=ctx.lang))
         return
     if sub.run is None:
-        await ctx.reply_private(not_available_text(sub))
+        await ctx.reply_private(not_available_text(sub, ctx.lang))
         return
     ctx.args = args
     await sub.run(ctx)

@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.types import Reply, Request, StepStatus, Turn
+from bot.i18n import t
 from handlers.deps import Deps
 from handlers.files import read_files
 from handlers.render import SlackReply, Target, footer_for
@@ -93,8 +94,13 @@ async def _read_files(
 async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> Reply | None:
     """Queue behind the per-minute limits; None when admitted, else the refusal shown in the thread."""
 
+    lang = "en"
+
     async def tell(ahead: int) -> None:
-        title = f"Queued — {ahead} ahead of you" if ahead else "Queued — you're next"
+        nonlocal lang
+        if deps.directory is not None and not view.has_step("queue"):
+            lang = await deps.directory.language(request.user)  # only when someone has to wait
+        title = t("answer.queued", lang, ahead=ahead) if ahead else t("answer.next", lang)
         await view.step("queue", title, StepStatus.IN_PROGRESS)
 
     if await deps.limiter.admit(request.user, tell):
@@ -107,10 +113,7 @@ async def _wait_turn(deps: Deps, request: Request, view: SlackReply) -> Reply | 
         f"{n} per minute for everyone" for n in [deps.limiter.workspace_rpm] if n
     ]
     busy = Reply(request_id=request.id, text="")
-    busy.error = (
-        f"I'm at my request limit ({', '.join(limits)}) and could not get to this within a minute. "
-        "Please ask again in a little while."
-    )
+    busy.error = t("answer.limit", lang, limits=", ".join(limits))
     await view.finish(busy)
     return busy
 
@@ -121,8 +124,7 @@ async def _apologise(client: AsyncWebClient, target: Target, request_id: str) ->
         await client.chat_postMessage(
             channel=target.channel,
             thread_ts=target.thread_ts,
-            text=f":warning: Something went wrong on my side while answering. "
-            f"Please try again; if it keeps happening, give an admin this reference: `{request_id}`.",
+            text=t("answer.crashed", ref=request_id),
         )
     except Exception:
         log.exception("could not post the apology", extra={"request_id": request_id})

@@ -59,6 +59,7 @@ class Deps:
     services: Services | None = None
     approvers: Any = None  # handlers.people.PeopleList of SOPHIA_APPROVERS
     access: Any = None  # handlers.people.Access (allowed users, channels, no guests)
+    directory: Any = None  # handlers.people.Directory (users.info: guests, locales)
     limiter: Any = None  # handlers.limits.RateLimiter (requests per minute)
     asked: Any = None  # handlers.edits.AskedQuestions (so an edited question can be re-asked)
     channel_cache: dict = field(default_factory=dict)  # channel → (read at, ChannelSettings)

@@ -8,6 +8,8 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.i18n import language, t
+
 log = logging.getLogger("sophia.people")
 
 
@@ -54,6 +56,42 @@ class PeopleList:
         return members
 
 
+class Directory:
+    """People as Slack describes them (`users.info` with their locale), cached for a few minutes.
+
+    One lookup serves the guest check and the language of Sophia's own words.
+    """
+
+    def __init__(self, client: AsyncWebClient, *, cache_s: float = 300.0) -> None:
+        self._client = client
+        self._cache_s = cache_s
+        self._users: dict[str, tuple[float, dict]] = {}
+
+    async def user(self, user: str) -> dict:
+        """The `users.info` user object; empty when Slack cannot say."""
+        cached = self._users.get(user)
+        if cached and time.monotonic() - cached[0] < self._cache_s:
+            return cached[1]
+        try:
+            info = (await self._client.users_info(user=user, include_locale=True)).get("user")
+        except SlackApiError as exc:
+            log.warning("could not look up a user", extra={"error": exc.response.get("error")})
+            return {}  # not cached: ask again next time
+        self._users[user] = (time.monotonic(), info or {})
+        return info or {}
+
+    async def is_guest(self, user: str) -> bool:
+        """A single- or multi-channel guest; a member when Slack cannot say (no lock-out on a hiccup)."""
+        info = await self.user(user)
+        return bool(info.get("is_restricted") or info.get("is_ultra_restricted"))
+
+    async def language(self, user: str | None) -> str:
+        """The catalogue language for this person's Slack locale (English by default)."""
+        if not user:
+            return "en"
+        return language((await self.user(user)).get("locale"))
+
+
 class Access:
     """`SOPHIA_ALLOWED_USERS` / `SOPHIA_ALLOWED_CHANNELS`; empty lists mean everyone but guests."""
 
@@ -63,32 +101,28 @@ class Access:
         *,
         users: list[str],
         channels: list[str],
-        cache_s: float = 300.0,
+        directory: Directory | None = None,
     ) -> None:
-        self._client = client
         self._users = PeopleList(client, users)
         self._channels = set(channels)
-        self._cache_s = cache_s
-        self._guests: dict[str, tuple[float, bool]] = {}
+        self.directory = directory or Directory(client)
         self._told: set[str] = set()
 
     async def refusal(self, user: str, channel: str | None) -> str | None:
-        """Why this person may not use Sophia here, or None when they may."""
+        """Why this person may not use Sophia here (in their language), or None when they may."""
         if (
             self._channels
             and channel
             and not channel.startswith("D")
             and channel not in self._channels
         ):
-            return (
-                "I'm not enabled in this channel. Ask an admin (SOPHIA_ALLOWED_CHANNELS), or DM me."
-            )
+            return t("access.channel", await self.directory.language(user))
         if self._users.configured:
             if not await self._users(user):
-                return "You're not on the list of people who can use me (SOPHIA_ALLOWED_USERS); ask an admin."
+                return t("access.user", await self.directory.language(user))
             return None
-        if await self._is_guest(user):
-            return "Sorry, guests can't use me in this workspace."
+        if await self.directory.is_guest(user):
+            return t("access.guest", await self.directory.language(user))
         return None
 
     def first_refusal(self, user: str, channel: str | None) -> bool:
@@ -98,16 +132,3 @@ class Access:
             return False
         self._told.add(key)
         return True
-
-    async def _is_guest(self, user: str) -> bool:
-        cached = self._guests.get(user)
-        if cached and time.monotonic() - cached[0] < self._cache_s:
-            return cached[1]
-        try:
-            info = (await self._client.users_info(user=user)).get("user") or {}
-            guest = bool(info.get("is_restricted") or info.get("is_ultra_restricted"))
-        except SlackApiError as exc:
-            log.warning("could not look up a user", extra={"error": exc.response.get("error")})
-            guest = False  # Slack said nothing: do not lock out a member over a hiccup
-        self._guests[user] = (time.monotonic(), guest)
-        return guest

@@ -195,3 +195,10 @@ async def test_metrics_count_what_happened(sophia, slack, llm):
     assert sum(v for k, v in values.items() if k.startswith("sophia_model_requests_total")) == 2
     assert sum(v for k, v in values.items() if k.startswith("sophia_model_tokens_total")) > 0
     assert "# TYPE sophia_replies_waiting gauge" in text
+    # Every envelope's ack is timed: three events, three observations, buckets cumulative.
+    assert "# TYPE sophia_ack_seconds histogram" in text
+    assert values['sophia_envelopes_acked_total{type="events_api"}'] == 3
+    assert values["sophia_ack_seconds_count"] == 3
+    assert values['sophia_ack_seconds_bucket{le="+Inf"}'] == 3
+    buckets = [v for k, v in values.items() if k.startswith("sophia_ack_seconds_bucket")]
+    assert buckets == sorted(buckets)

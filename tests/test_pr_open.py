@@ -58,6 +58,7 @@ class Command:
     user: str = "U0USER"
     channel: str = "C0CHAN"
     private: bool = False
+    lang: str = "en"
     private_replies: list[str] = field(default_factory=list)
     posts: list[str] = field(default_factory=list)
 
