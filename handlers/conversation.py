@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.charts import wants_chart
 from bot.core.types import Reply, Request, StepStatus, Turn
 from bot.i18n import t
 from handlers.deps import Deps
@@ -65,6 +66,8 @@ async def answer(
         async with deps.reply_slots:
             reply = await deps.core.handle(request, reply_view)
         await reply_view.finish(reply, footer=footer_for(reply))
+        if reply.ok and wants_chart(request.text):
+            await reply_view.attach_chart(reply.text, title=request.text)
         deps.metrics.inc(
             "sophia_replies_total", source=request.source, status="ok" if reply.ok else "error"
         )

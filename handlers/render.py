@@ -22,6 +22,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.charts import chart_png, first_table
 from bot.core.types import Reply, StepStatus
 from bot.redact import redact
 from handlers.artefacts import FenceFilter
@@ -155,6 +156,25 @@ class SlackReply:
                     text=f"I couldn't attach {artefact.filename} as a file; here it is:",
                     blocks=markdown_blocks(f"```\n{artefact.content}\n```"),
                 )  # fmt: skip
+
+    async def attach_chart(self, answer: str, *, title: str) -> bool:
+        """Draw the answer's table as a PNG and attach it in the thread; False when there is
+        no table with numbers to draw."""
+        table = first_table(answer)
+        if table is None:
+            return False
+        png = await asyncio.to_thread(chart_png, table, title=title)
+        if png is None:
+            return False
+        try:
+            await self.client.files_upload_v2(
+                channel=self.target.channel, thread_ts=self.target.thread_ts,
+                filename="chart.png", title=title[:80] or "Chart", content=png,
+            )  # fmt: skip
+        except SlackApiError as exc:
+            log.warning("could not upload a chart", extra={"error": _err(exc)})
+            return False
+        return True
 
     # -- Progress protocol -------------------------------------------------------------
 
