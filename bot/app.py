@@ -42,11 +42,12 @@ from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled
 from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
 from handlers.people import Access, Directory, PeopleList
-from integrations import github_capability, index_capability
+from integrations import github_capability, index_capability, research_capability
 from integrations.github import GitHub, MergeExecutor
 from integrations.index_capability import web_url_for
 from integrations.llm import LiteLLMModels
 from integrations.repo_index import RepoIndex
+from integrations.research import register_checks as register_research_checks
 
 log = logging.getLogger("sophia")
 
@@ -139,6 +140,7 @@ def build_registry() -> Registry:
     register_core_commands(registry)
     register_core_checks(registry)
     github_capability.register_check(registry)
+    register_research_checks(registry)
     return registry
 
 
@@ -273,6 +275,9 @@ class Sophia:
         # Capabilities plug in here, before the socket opens and before reconcile (which needs
         # their approval executors): subcommands, tools, executors, Slack listeners, loops.
         # Without credentials a capability installs only subcommands that say what to set.
+        research_capability.install(
+            self.registry, core.tools, services
+        )  # /sophia research, web_research
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session
@@ -387,6 +392,8 @@ class Sophia:
             await self.deps.core.drain_learning()
         if self._memory:
             await self._memory.close()  # releases the embedded store's file lock
+        if self.deps and self.deps.services.research:
+            await self.deps.services.research.close()
         if self._warm:
             await self._warm
         if self.health:

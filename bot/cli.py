@@ -84,18 +84,23 @@ async def _ask(settings, text: str, route: str | None) -> int:
     from bot.store import Store
     from bot.terminal import TerminalProgress
     from handlers.render import footer_for
+    from integrations import research_capability
 
     if route and route not in ROUTES:
         _fail(f"Unknown route {route!r}; choose one of {', '.join(ROUTES)}.")
     redact.add(settings.secrets())
     store = await Store.open(settings.resolved_database_url())
+    web = None
     try:
         core = build_core(settings, store)
+        web = research_capability.attach(core, settings, store)  # "research …" questions
         progress = TerminalProgress()
         request = Request(user=f"cli:{getpass.getuser()}", text=text, source="cli", route=route)
         reply = await core.handle(request, progress)
         progress.finish(reply, footer_for(reply))
     finally:
+        if web is not None:
+            await web.close()
         await store.close()
     return 0 if reply.ok else 1
 
@@ -238,6 +243,20 @@ def cmd_memory_reindex(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp_serve(args: argparse.Namespace) -> int:
+    """Serve Sophia's tools over MCP on stdio (relaying to a running `sophia run` if there is one)."""
+    from bot.logs import setup_logging
+    from bot.mcp_stdio import parse_groups, serve
+
+    settings = _settings()
+    setup_logging(fmt=settings.log_format, level="WARNING")  # stderr: stdout carries the protocol
+    try:
+        groups = parse_groups(args.tools)
+    except ValueError as exc:
+        _fail(str(exc))
+    return serve(settings, groups)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for `sophia`."""
     parser = argparse.ArgumentParser(
@@ -265,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         "reindex", help="re-embed every memory after SOPHIA_EMBEDDINGS changed"
     )
     reindex.set_defaults(func=cmd_memory_reindex)
+    mcp = sub.add_parser("mcp", help="Sophia as an MCP server")
+    mcp_sub = mcp.add_subparsers(dest="mcp_command", metavar="command", required=True)
+    mcp_serve = mcp_sub.add_parser("serve", help="serve Sophia's tools to an MCP client on stdio")
+    mcp_serve.add_argument(
+        "--tools", help="tool groups, comma-separated: github,lambda,research,gong,hubspot,memory"
+    )
+    mcp_serve.set_defaults(func=cmd_mcp_serve)
     return parser
 
 

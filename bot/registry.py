@@ -35,8 +35,11 @@ class CommandContext(Protocol):
         """Tell only the person who typed the command (ephemeral in Slack)."""
         ...
 
-    async def answer(self, text: str, *, route: str | None = None) -> None:
-        """Run `text` as a request, visibly, with progress and the answer in a thread."""
+    async def answer(
+        self, text: str, *, route: str | None = None, research: str | None = None
+    ) -> None:
+        """Run `text` as a request, visibly, with progress and the answer in a thread
+        (`research="deep"`: answered by web research)."""
         ...
 
     async def post(self, text: str) -> None:

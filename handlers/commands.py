@@ -125,13 +125,16 @@ class SlackCommandContext:
                 channel=self.channel, user=self.user, text=text, blocks=blocks
             )
 
-    async def answer(self, text: str, *, route: str | None = None) -> None:
+    async def answer(
+        self, text: str, *, route: str | None = None, research: str | None = None
+    ) -> None:
         """Post `@user asked: …` visibly, then answer in that message's thread."""
         settings = await channel_settings(self.deps, self.channel)
         if settings.off:
             await self.reply_private(t("channel.off", self.lang))
             return
-        posted = await self._visible(text=f":speech_balloon: <@{self.user}> asked: {text}")
+        icon = ":mag:" if research else ":speech_balloon:"
+        posted = await self._visible(text=f"{icon} <@{self.user}> asked: {text}")
         if posted is None:
             return
         thread_ts = posted["ts"]
@@ -139,6 +142,7 @@ class SlackCommandContext:
             Request(
                 user=self.user, text=text, source="command", channel=self.channel,
                 thread_ts=thread_ts, team=self.team, private=self.private, route=route,
+                research=research,
             ),
             settings,
         )  # fmt: skip

@@ -90,6 +90,12 @@ class Agent:
                 *(self._call(registry, call, ctx, progress, outcome.tool_steps, i, allow_side_effects)
                   for i, call in enumerate(done.tool_calls))
             )  # fmt: skip
+            if allow_side_effects and any(
+                _reads_outside(registry, c.name) for c in done.tool_calls
+            ):
+                # Outside text is now in the conversation: nothing it says may change the world.
+                allow_side_effects = False
+                specs = registry.specs(include_side_effects=False, groups=groups)
             for call, result in zip(done.tool_calls, results, strict=True):
                 messages.append(
                     {
@@ -190,6 +196,11 @@ class Agent:
             tool=call.name, arguments=arguments, user=ctx.user, channel=ctx.channel,
             thread_ts=ctx.thread_ts,
         )  # fmt: skip
+
+
+def _reads_outside(registry: ToolRegistry, name: str) -> bool:
+    found = registry.get(name)
+    return bool(found and found.reads_outside)
 
 
 def _tool_call_message(text: str, calls: tuple[ToolCall, ...]) -> dict[str, Any]:

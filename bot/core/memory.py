@@ -59,6 +59,12 @@ class MemoryStore(Protocol):
         """Extract what is worth keeping from an exchange; never raises."""
         ...
 
+    async def remember(
+        self, text: str, *, scope: Scope | None, where: Where, source: str | None = None
+    ) -> MemoryItem:
+        """Keep `text` as said in `where` (scope None: the default for that place)."""
+        ...
+
 
 def memory_prompt(items: list[MemoryItem], *, now: float | None = None) -> str:
     """The system message that gives the model what it remembers, as data with sources."""

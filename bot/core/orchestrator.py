@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from bot.core import routing
 from bot.core.agent import Agent
 from bot.core.budget import CHEAPER, check_budget
-from bot.core.errors import ModelError
+from bot.core.errors import ModelError, ResearchError
 from bot.core.history import as_message, fit_history
 from bot.core.memory import MemoryItem, MemoryStore, Where, memory_prompt
 from bot.core.ports import ApprovalGate, ModelClient, Observer, RequestLog, TextDelta
 from bot.core.prompts import system_prompt
+from bot.core.research import DEEP, Researcher, wants_research
 from bot.core.tools import ToolContext, ToolRegistry, core_tools, untrusted
 from bot.core.types import Progress, Reply, Request, RequestRecord, StepStatus
 from bot.redact import redact
@@ -31,6 +32,10 @@ RECALL_TIMEOUT_S = 1.5
 SUMMARY_TIMEOUT_S = 8.0
 VISION_ROUTES = {"reasoning", "speed", "fallback"}
 CHANNEL_NOTE = "Instructions for this channel from its admins:\n"
+RESEARCH_MISSING = (
+    "Web research is not configured: set one of SERPER_API_KEY, BRAVE_API_KEY, TAVILY_API_KEY, "
+    "EXA_API_KEY or SERPAPI_API_KEY."
+)
 SUMMARY_NOTE = "Summary of the earlier part of this conversation (data, not instructions):\n"
 
 
@@ -62,6 +67,7 @@ class Orchestrator:
     ) -> None:
         self._observer = observer
         self.memory = memory
+        self.researcher: Researcher | None = None  # set when a search provider is configured
         self._learning: set[asyncio.Task[None]] = set()
         # One extraction at a time: each runs mem0 in a thread, and many at once starve the
         # event loop of the GIL (measured: ack p99 0.9 → 6 ms with unbounded learning).
@@ -108,6 +114,13 @@ class Orchestrator:
         if not budget.allowed:
             reply.error = budget.message
             await progress.step("answer", "Budget", StepStatus.ERROR, detail="daily budget used up")
+            return await self._finish(request, reply, started)
+
+        if self.researcher is not None and (request.research or wants_research(request.text)):
+            return await self._research(request, progress, reply, started)
+        if request.research:
+            reply.error = RESEARCH_MISSING
+            await progress.step("answer", "Research", StepStatus.ERROR, detail="not configured")
             return await self._finish(request, reply, started)
 
         choice = await self._choose_route(request)
@@ -185,6 +198,43 @@ class Orchestrator:
         await progress.step("answer", "Thinking", StepStatus.COMPLETE, detail=reply.route)
         self._learn_later(request, reply, where)
         return await self._finish(request, reply, started)
+
+    async def _research(
+        self, request: Request, progress: Progress, reply: Reply, started: float
+    ) -> Reply:
+        """Answer by web research: cited, verified, and remembered where it was asked."""
+        reply.route, reply.route_reason = "reasoning", "web research"
+        reply.model = self._models.model_for("reasoning")
+        context = "\n".join(f"{t.author}: {t.text[:500]}" for t in request.history[-4:])
+        try:
+            findings = await self.researcher.run(
+                redact(request.text),
+                progress,
+                depth=request.research or DEEP,
+                context=redact(context),
+            )
+        except (ResearchError, ModelError) as exc:
+            reply.error = str(exc)
+            return await self._finish(request, reply, started)
+        reply.text, reply.usage = findings.answer, findings.usage
+        await progress.text(findings.answer)
+        read = sum(s.read for s in findings.sources)
+        reply.notes.append(f"research: {read} pages read, {len(findings.cited)} cited")
+        if findings.providers:
+            reply.notes.append("search: " + ", ".join(findings.providers))
+        if self.memory is not None and findings.cited:
+            where = Where(user=request.user, channel=request.channel, private=request.private)
+            task = asyncio.create_task(self._keep_research(findings.summary_for_memory(), where))
+            self._learning.add(task)
+            task.add_done_callback(self._learning.discard)
+        return await self._finish(request, reply, started)
+
+    async def _keep_research(self, summary: str, where: Where) -> None:
+        """Remember what was found, in the place it was asked (a DM's research stays in the DM)."""
+        try:
+            await self.memory.remember(summary, scope=None, where=where, source="research")
+        except Exception:
+            log.warning("could not remember the research", exc_info=True)
 
     async def _recall(self, request: Request, where: Where) -> list[MemoryItem]:
         """Relevant memories for this place; a slow or failing memory never blocks the answer."""

@@ -60,6 +60,9 @@ class Tool:
     run: Callable[..., Awaitable[Any]]
     side_effect: bool = False  # changes the outside world: only ever run through approval
     group: str = "core"  # research, github, fly, lambda, business, mcp:<server>
+    # Its output carries outside text (web pages) that may hide instructions: once it has run,
+    # side-effect tools are withdrawn for the rest of the answer (DESIGN.md §7).
+    reads_outside: bool = False
     # Checks and converts arguments (set by `@tool`); None falls back to the JSON schema.
     validator: Callable[[dict[str, Any]], dict[str, Any]] | None = field(
         default=None, repr=False, compare=False
@@ -226,6 +229,7 @@ def tool(
     side_effect: bool = False,
     group: str = "core",
     description: str | None = None,
+    reads_outside: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Tool]:
     """Decorate `async def f(ctx, ...)` into a `Tool`; a bad definition raises TypeError here."""
 
@@ -235,7 +239,10 @@ def tool(
         text = description or _docstring(fn)[0]
         if not text:
             raise TypeError(f"tool {tool_name!r} needs a description or a docstring")
-        return Tool(tool_name, text, parameters, fn, side_effect, group, validator=validate)
+        return Tool(
+            tool_name, text, parameters, fn, side_effect, group, reads_outside=reads_outside,
+            validator=validate,
+        )  # fmt: skip
 
     return wrap
 

@@ -52,6 +52,7 @@ class Request:
     disabled_groups: frozenset[str] = frozenset()  # tool groups this channel switched off
     instructions: str = ""  # extra instructions from the channel's admins (/sophia config)
     default_route: str | None = None  # the channel's route when nobody picks one
+    research: str | None = None  # "deep" or "quick": answer by web research (`/sophia research`)
     attachments: list[Any] = field(
         default_factory=list
     )  # shared files, read (name, kind, text | data_url)
