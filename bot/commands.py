@@ -29,7 +29,6 @@ PLANNED = [
     ("gpu run", "gpu run <id> <command>", "Ask to run a command on a GPU instance (needs approval)", ("LAMBDA_API_KEY",)),
     ("account", "account <company>", "Brief on a company from CRM, calls and Slack", ("HUBSPOT_ACCESS_TOKEN",)),
     ("mcp", "mcp", "List connected MCP servers and their tools", ("SOPHIA_MCP_CONFIG",)),
-    ("jobs", "jobs", "Your running and recent jobs", ()),
 ]  # fmt: skip
 
 
@@ -106,6 +105,7 @@ def register_core_commands(registry: Registry) -> None:
     registry.add_subcommand(
         Subcommand("audit", "audit [n]", "The latest approval decisions (approvers)", run_audit)
     )
+    registry.add_subcommand(Subcommand("jobs", "jobs", "Your running and recent jobs", run_jobs))
     for name, usage, summary, needs in PLANNED:
         registry.add_subcommand(Subcommand(name, usage, summary, None, needs))
 
@@ -171,6 +171,31 @@ async def run_usage(ctx: CommandContext) -> None:
     ]
     fb = report["feedback"]
     lines.append(f"*Feedback today*: 👍 {fb.get('good', 0)} · 👎 {fb.get('bad', 0)}")
+    await ctx.reply_private("\n".join(lines))
+
+
+_JOB_ICONS = {
+    "pending": "⏳ waiting for approval", "approved": "▶️ starting", "executing": "⚙️ running",
+    "done": "✅ done", "failed": "⚠️ failed", "rejected": "🚫 rejected", "expired": "⌛ expired",
+    "void": "♻️ void",
+}  # fmt: skip
+
+
+async def run_jobs(ctx: CommandContext) -> None:
+    """`/sophia jobs`: the actions this person asked for, running and recent, with their state."""
+    approvals = ctx.services.approvals
+    mine = await approvals.requested_by(ctx.user) if approvals else []
+    if not mine:
+        await ctx.reply_private(
+            "You have no jobs yet. Actions you ask for (merges, deploys, GPU launches) appear here."
+        )
+        return
+    lines = ["*Your jobs* (newest first)"]
+    for request in mine:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(request.created_at))
+        state = _JOB_ICONS.get(request.state.value, request.state.value)
+        result = f" — {request.result}" if request.result else ""
+        lines.append(f"• {state} · {request.summary} · `{request.id}` · {when}{result[:300]}")
     await ctx.reply_private("\n".join(lines))
 
 

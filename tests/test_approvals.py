@@ -374,3 +374,17 @@ async def test_app_home_lists_what_waits_for_the_approver(app, slack, github):
     )
     [_, other] = await slack.wait_for_call("views.publish", count=2)
     assert "Waiting for your approval" not in str(other.args["view"])
+
+
+async def test_jobs_lists_what_the_person_asked_for_and_how_it_ended(app, slack):
+    from tests.test_slash_command import ephemeral
+
+    assert "You have no jobs yet" in await ephemeral(slack, "jobs", user_id=REQUESTER)
+    approval_id, ts = await request_merge(slack)
+    text = await ephemeral(slack, "jobs", user_id=REQUESTER)
+    assert "⏳ waiting for approval" in text and approval_id in text
+    await click(slack, approval_id, ts, user=APPROVER)
+    await slack.wait_for_call("chat.update", lambda c: "Done" in c.args.get("text", ""))
+    text = await ephemeral(slack, "jobs", user_id=REQUESTER)
+    assert "✅ done" in text and "Fix the typo" in text
+    assert "no jobs yet" in await ephemeral(slack, "jobs", user_id=OUTSIDER)  # only your own

@@ -170,6 +170,10 @@ class Approvals:
         self._executors: dict[str, ActionExecutor] = {}
         # Where progress lines go (the Slack layer sets it to "reply in the request's thread").
         self.reporter: Callable[[ApprovalRequest, str], Awaitable[None]] | None = None
+        # Told of each request whose execution just ended (done, failed, void), once, by the
+        # process that ended it: how follow-ups hook in (a merge of Sophia's own repo offers
+        # a deploy). Keep them quick; their errors are logged and never touch the action.
+        self.finished: list[Callable[[ApprovalRequest], Awaitable[None]]] = []
 
     def register(self, kind: str, executor: ActionExecutor) -> None:
         """Say how one kind of action is carried out."""
@@ -296,11 +300,21 @@ class Approvals:
     async def _close(
         self, request: ApprovalRequest, state: ApprovalState, result: str, audit: str
     ) -> Outcome:
-        await self._store.transition(request.id, ApprovalState.EXECUTING, state, result=result)
+        moved = await self._store.transition(
+            request.id, ApprovalState.EXECUTING, state, result=result
+        )
         await self._store.audit(
             approval_id=request.id, user="sophia", action="execute", outcome=audit
         )
-        return Outcome(await self._get(request.id), result)
+        outcome = Outcome(await self._get(request.id), result)
+        for listener in self.finished if moved else ():
+            try:
+                await listener(outcome.request)
+            except Exception:
+                log.exception(
+                    "a finished-action listener failed", extra={"approval_id": request.id}
+                )
+        return outcome
 
     async def reconcile(self) -> list[Outcome]:
         """At start-up: finish requests left `executing` by a crash, checking the world first."""
@@ -334,6 +348,13 @@ class Approvals:
             for r in await self._store.approvals_in({ApprovalState.PENDING})
             if r.expires_at > now and (self._allow_self or r.requester != user)
         ]
+
+    async def requested_by(self, user: str, *, limit: int = 10) -> list[ApprovalRequest]:
+        """This person's latest requests, newest first, whatever became of them."""
+        mine = [
+            r for r in await self._store.approvals_in(set(ApprovalState)) if r.requester == user
+        ]
+        return sorted(mine, key=lambda r: r.created_at, reverse=True)[:limit]
 
     async def audit_log(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest audit entries, newest first."""
