@@ -37,12 +37,20 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
 from handlers import channel_config
+from handlers import fly as fly_handlers
+from handlers import gpu as gpu_handlers
 from handlers import memory as memory_handlers
 from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled, thread_reporter
 from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
 from handlers.people import Access, Directory, PeopleList
-from integrations import github_capability, index_capability, research_capability
+from integrations import (
+    fly_capability,
+    github_capability,
+    index_capability,
+    lambda_capability,
+    research_capability,
+)
 from integrations.github import GitHub, MergeExecutor
 from integrations.index_capability import web_url_for
 from integrations.llm import LiteLLMModels
@@ -140,6 +148,8 @@ def build_registry() -> Registry:
     register_core_commands(registry)
     register_core_checks(registry)
     github_capability.register_check(registry)
+    fly_capability.register_check(registry)
+    lambda_capability.register_check(registry)
     register_research_checks(registry)
     return registry
 
@@ -278,6 +288,14 @@ class Sophia:
         research_capability.install(
             self.registry, core.tools, services
         )  # /sophia research, web_research
+        lambda_capability.install(self.registry, core.tools, services, dm=gpu_handlers.direct_message(client))  # fmt: skip
+        fly_capability.install(
+            self.registry, core.tools, services
+        )  # fly status/secrets/scale, deploy
+        fly_handlers.install(
+            self.registry, self.deps
+        )  # fly secrets set: the value comes from a form
+        fly_handlers.register(self.app, self.deps)
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session

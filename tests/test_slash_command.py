@@ -61,10 +61,15 @@ async def test_usage_errors_are_ephemeral(sophia, slack, llm):
     assert not answer_requests(llm)
 
 
-async def test_capabilities_not_landed_say_so_and_name_their_settings(sophia, slack):
-    text = await ephemeral(slack, "deploy my-app")
-    assert "`/sophia deploy` is not available in this version" in text
-    assert "`FLY_API_TOKEN`" in text
+async def test_capabilities_without_credentials_name_the_variable_to_set(sophia, slack):
+    for command, variable in (
+        ("deploy my-app", "FLY_API_TOKEN"),
+        ("gpu list", "LAMBDA_API_KEY"),
+        ("research what changed in Python 3.13?", "SERPER_API_KEY"),
+    ):
+        text = await ephemeral(slack, command)
+        assert variable in text, command
+    assert not slack.calls_to("chat.postMessage")  # told privately, nothing posted
 
 
 async def test_ask_where_sophia_is_not_a_member_explains_how_to_invite(sophia, slack, llm):
