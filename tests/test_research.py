@@ -232,3 +232,24 @@ async def test_research_in_a_dm_is_remembered_with_sources_only_for_that_dm(
     ):
         found = await memory.recall(query, where=where)
         assert not [m for m in found if m.text.startswith("Research on")]
+
+
+async def test_a_channel_that_switched_research_off_gets_no_web_research(
+    app, slack, search, scripted
+):
+    from bot.core.channel import ChannelSettings
+
+    await app.deps.store.set_channel_settings(
+        "C0CHAN", ChannelSettings(disabled_groups=frozenset({"research"})), "U0ADMIN"
+    )
+    await slack.push_slash_command("research Qdrant Edge")
+    text = await finished_thread(slack)
+    assert "switched off in this channel" in text
+    scripted.script(Text("From what I know, Qdrant Edge is embedded."))
+    await slack.push_event(mention("research Qdrant Edge please"), event_id="Ev0NOWEB")
+    await slack.wait_for_call("chat.stopStream", count=2, timeout=30)
+    assert not search.calls  # neither the command nor the mention searched the web
+    offered = {
+        t["function"]["name"] for b in scripted.chat_requests() for t in b.get("tools") or []
+    }
+    assert "web_research" not in offered

@@ -116,10 +116,17 @@ class Orchestrator:
             await progress.step("answer", "Budget", StepStatus.ERROR, detail="daily budget used up")
             return await self._finish(request, reply, started)
 
-        if self.researcher is not None and (request.research or wants_research(request.text)):
+        allowed = "research" not in request.disabled_groups  # a channel may switch it off
+        if (
+            allowed
+            and self.researcher is not None
+            and (request.research or wants_research(request.text))
+        ):
             return await self._research(request, progress, reply, started)
         if request.research:
-            reply.error = RESEARCH_MISSING
+            reply.error = (
+                RESEARCH_MISSING if allowed else "Web research is switched off in this channel."
+            )
             await progress.step("answer", "Research", StepStatus.ERROR, detail="not configured")
             return await self._finish(request, reply, started)
 
