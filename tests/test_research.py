@@ -253,3 +253,17 @@ async def test_a_channel_that_switched_research_off_gets_no_web_research(
         t["function"]["name"] for b in scripted.chat_requests() for t in b.get("tools") or []
     }
     assert "web_research" not in offered
+
+
+async def test_sophia_ask_researches_in_the_terminal(tmp_path, slack, search, scripted):
+    from tests.test_cli import fake_env, run
+
+    env = fake_env(
+        tmp_path, slack, scripted, SERPER_API_KEY=search.keys.serper,
+        SERPER_API_URL=search.url("serper"), SOPHIA_RESEARCH_ALLOW_PRIVATE="true",
+    )  # fmt: skip
+    code, out, err = await run(["ask", "research", "Qdrant", "Edge", "speed"], env, tmp_path)
+    assert code == 0, out + err
+    assert "50,000 upserts per second" in out and "Sources" in out
+    assert search.page_url("/edge") in out
+    assert {c.path for c in search.calls_to("web")} == {"/edge", "/vectors"}
