@@ -40,6 +40,7 @@ from handlers import channel_config
 from handlers import fly as fly_handlers
 from handlers import gpu as gpu_handlers
 from handlers import memory as memory_handlers
+from handlers import monitor as monitor_handlers
 from handlers.approvals import SlackApprovalGate, expiry_loop, report_reconciled, thread_reporter
 from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
@@ -296,6 +297,7 @@ class Sophia:
             self.registry, self.deps
         )  # fly secrets set: the value comes from a form
         fly_handlers.register(self.app, self.deps)
+        monitor_handlers.install(self.app, self.deps)  # health alerts, fly.restart, self-deploy
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session

@@ -36,6 +36,21 @@ class Check:
     state: str  # success | pending | failure
 
 
+@dataclass(frozen=True)
+class CIResult:
+    """One status context or check run on a commit, with what it says (for alerts, image tags)."""
+
+    name: str
+    state: str  # success | pending | failure | neutral (cancelled, action required: no alert)
+    detail: str  # a status's description, or a check run's output title, summary and text
+    url: str | None = None
+
+
+# Check run conclusions that mean "broken"; cancelled / action_required / stale are not failures.
+_FAILED = {"failure", "timed_out", "startup_failure"}
+_PASSED = {"success", "neutral", "skipped"}
+
+
 @dataclass
 class PullFacts:
     """What a reviewer needs to decide on a merge."""
@@ -249,6 +264,49 @@ class GitHub:
             return [(e.path, e.size or 0) for e in tree.tree if e.type == "blob"]
 
         return await self._call(f"{repo_name} files", load)
+
+    async def commit_ci(self, repo_name: str, ref: str) -> tuple[str, list[CIResult]]:
+        """(sha, every status context and latest check run) of a commit, branch or tag."""
+
+        def load() -> tuple[str, list[CIResult]]:
+            commit = self._gh().get_repo(repo_name).get_commit(ref)
+            results = []
+            for status in commit.get_combined_status().statuses:
+                state = {"error": "failure"}.get(status.state, status.state)
+                results.append(
+                    CIResult(status.context, state, status.description or "", status.target_url)
+                )
+            for run in commit.get_check_runs():
+                if run.status != "completed":
+                    state = "pending"
+                elif run.conclusion in _PASSED:
+                    state = "success"
+                elif run.conclusion in _FAILED:
+                    state = "failure"
+                else:
+                    state = "neutral"
+                out = run.output
+                parts = (out.title, out.summary, out.text) if out else ()
+                detail = "\n".join(part for part in parts if part)
+                results.append(CIResult(run.name, state, detail, run.html_url or run.details_url))
+            return commit.sha, results
+
+        return await self._call(f"{repo_name}@{ref[:12]}", load)
+
+    async def default_branch_ci(self, repo_name: str) -> tuple[str, str, list[CIResult]]:
+        """(default branch, its head sha, its CI results): what the health monitor watches."""
+        branch, sha = await self.branch_head(repo_name)
+        _, results = await self.commit_ci(repo_name, sha)
+        return branch, sha, results
+
+    async def merge_commit(self, repo_name: str, number: int) -> str | None:
+        """The commit a merged PR became on its base branch (None while unmerged)."""
+
+        def load() -> str | None:
+            pr = self._gh().get_repo(repo_name).get_pull(number)
+            return pr.merge_commit_sha if pr.merged else None
+
+        return await self._call(f"{repo_name}#{number}", load)
 
     # -- writing (new branches only; the default branch is never touched) ------------------
 

@@ -206,6 +206,10 @@ class FakeFly:
         """Machines updated to `image` (only `machines`, when given) have their checks go critical."""
         self._failing[image] = (output, set(machines) if machines else None)
 
+    def pass_checks(self, image: str) -> None:
+        """Undo `fail_checks`: machines on `image` pass their checks again (a fix deployed)."""
+        self._failing.pop(image, None)
+
     def never_pass(self, image: str) -> None:
         """Machines updated to `image` keep their checks at `warning` forever."""
         self._never.add(image)

@@ -268,10 +268,16 @@ class FakeGitHub:
         name: str,
         status: str = "completed",
         conclusion: str | None = "success",
+        title: str | None = None,
+        summary: str | None = None,
     ) -> None:
-        """A check run (status queued / in_progress / completed) on a sha or branch."""
+        """A check run (status queued / in_progress / completed) on a sha or branch; ``title`` and
+        ``summary`` are its ``output`` (what CI reports, e.g. a failure or an image tag)."""
         repo = self.repo(full_name)
-        self.state.add_check_run(repo, repo.commit(sha).sha, name, status, conclusion)
+        sha = repo.commit(sha).sha
+        self.state.add_check_run(repo, sha, name, status, conclusion)
+        run = repo.check_runs[sha][0]
+        run.title, run.summary = title, summary
 
     def set_required_checks(self, full_name: str, branch: str, contexts: list[str]) -> None:
         """Protect ``branch`` requiring these status checks (``[]``: protected, none required)."""
