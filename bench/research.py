@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.core.ports import ModelDone, TextDelta  # noqa: E402
 from bot.core.research import PLAN_PROMPT, VERIFY_PROMPT, Researcher  # noqa: E402
-from bot.core.types import StepStatus, Usage  # noqa: E402
+from bot.core.types import QuietProgress, Usage  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.store import Store  # noqa: E402
 from integrations.research import research_from_settings  # noqa: E402
@@ -88,16 +88,6 @@ class InstantModel:
 
     def has_credentials(self, route: str) -> bool:
         return True
-
-
-class Quiet:
-    async def step(
-        self, step_id: str, title: str, status: StepStatus, *, detail: str | None = None
-    ) -> None:
-        return None
-
-    async def text(self, delta: str) -> None:
-        return None
 
 
 class World:
@@ -171,7 +161,7 @@ async def run(runs: int) -> None:
 
         researcher._read = timed_read
         started = time.perf_counter()
-        findings = await researcher.run("how fast is embedded vector search?", Quiet())
+        findings = await researcher.run("how fast is embedded vector search?", QuietProgress())
         total = time.perf_counter() - started
         await web_research.close()
         assert sum(s.read for s in findings.sources) == PAGES, "every page should be read"

@@ -23,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from bot import mcp_server
 from bot.commands import register_core_commands
 from bot.core.approvals import Approvals
 from bot.core.errors import ConfigError
@@ -36,6 +37,7 @@ from bot.registry import Registry
 from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
+from handlers import business as business_handlers
 from handlers import channel_config
 from handlers import fly as fly_handlers
 from handlers import gpu as gpu_handlers
@@ -46,10 +48,12 @@ from handlers.edits import AskedQuestions
 from handlers.limits import RateLimiter
 from handlers.people import Access, Directory, PeopleList
 from integrations import (
+    business_capability,
     fly_capability,
     github_capability,
     index_capability,
     lambda_capability,
+    mcp_client,
     research_capability,
 )
 from integrations.github import GitHub, MergeExecutor
@@ -151,6 +155,7 @@ def build_registry() -> Registry:
     github_capability.register_check(registry)
     fly_capability.register_check(registry)
     lambda_capability.register_check(registry)
+    business_capability.register_check(registry)
     register_research_checks(registry)
     return registry
 
@@ -289,7 +294,12 @@ class Sophia:
         research_capability.install(
             self.registry, core.tools, services
         )  # /sophia research, web_research
+        mcp_client.install(
+            self.registry, core.tools, services
+        )  # other MCP servers' tools, /sophia mcp
+        mcp_server.install(services, client)  # /mcp on SOPHIA_MCP_PORT (bearer SOPHIA_MCP_TOKEN)
         lambda_capability.install(self.registry, core.tools, services, dm=gpu_handlers.direct_message(client))  # fmt: skip
+        monitor_handlers.install(self.app, self.deps)  # health alerts, fly.restart, self-deploy
         fly_capability.install(
             self.registry, core.tools, services
         )  # fly status/secrets/scale, deploy
@@ -297,7 +307,12 @@ class Sophia:
             self.registry, self.deps
         )  # fly secrets set: the value comes from a form
         fly_handlers.register(self.app, self.deps)
-        monitor_handlers.install(self.app, self.deps)  # health alerts, fly.restart, self-deploy
+        business_capability.install(
+            self.registry, core.tools, services
+        )  # /sophia account, account_brief
+        business_handlers.register(
+            self.app, self.deps
+        )  # Slack messages as a source, who may ask, picks
         # apps.connections.open goes to SLACK_API_URL too, with the app-level token.
         socket_client = AsyncWebClient(
             token=app_token, base_url=settings.slack_api_url, session=self._session

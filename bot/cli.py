@@ -81,26 +81,32 @@ async def _ask(settings, text: str, route: str | None) -> int:
     from bot.core.routing import ROUTES
     from bot.core.types import Request
     from bot.redact import redact
+    from bot.registry import Registry
+    from bot.services import Services
     from bot.store import Store
     from bot.terminal import TerminalProgress
     from handlers.render import footer_for
-    from integrations import research_capability
+    from integrations import business_capability, research_capability
 
     if route and route not in ROUTES:
         _fail(f"Unknown route {route!r}; choose one of {', '.join(ROUTES)}.")
     redact.add(settings.secrets())
     store = await Store.open(settings.resolved_database_url())
-    web = None
+    services = None
     try:
         core = build_core(settings, store)
-        web = research_capability.attach(core, settings, store)  # "research …" questions
+        # The read-only capabilities the terminal can use: research ("research …") and account
+        # briefs (the model's account_brief tool). Actions need Slack's Approve button.
+        services = Services(core=core, store=store, settings=settings)
+        research_capability.install(Registry(), core.tools, services)
+        business_capability.install(Registry(), core.tools, services)
         progress = TerminalProgress()
         request = Request(user=f"cli:{getpass.getuser()}", text=text, source="cli", route=route)
         reply = await core.handle(request, progress)
         progress.finish(reply, footer_for(reply))
     finally:
-        if web is not None:
-            await web.close()
+        if services is not None and services.research is not None:
+            await services.research.close()
         await store.close()
     return 0 if reply.ok else 1
 

@@ -15,15 +15,18 @@ BOT_SCOPES = (
     "app_mentions:read",
     "assistant:write",
     "channels:history",
+    "channels:read",
     "chat:write",
     "commands",
     "files:read",
     "files:write",
     "groups:history",
+    "groups:read",
     "im:history",
     "im:read",
     "im:write",
     "mpim:history",
+    "usergroups:read",
     "users:read",
 )
 

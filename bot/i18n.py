@@ -48,7 +48,7 @@ EN: dict[str, str] = {
     "approval.needed": "Approval needed",
     "approval.approve": "Approve",
     "approval.reject": "Reject",
-    "approval.requested_by": "Requested by <@{user}> · expires {when} · `{id}`",
+    "approval.requested_by": "Requested by {user} · expires {when} · `{id}`",
     "approval.no_approvers": (
         "Nobody can approve yet: an admin must list approvers in `SOPHIA_APPROVERS`."
     ),
@@ -99,7 +99,7 @@ JA: dict[str, str] = {
     "approval.needed": "承認が必要です",
     "approval.approve": "承認",
     "approval.reject": "却下",
-    "approval.requested_by": "依頼者 <@{user}> · 期限 {when} · `{id}`",
+    "approval.requested_by": "依頼者 {user} · 期限 {when} · `{id}`",
     "approval.no_approvers": (
         "まだ誰も承認できません。管理者が `SOPHIA_APPROVERS` に承認者を登録する必要があります。"
     ),

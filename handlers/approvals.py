@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -37,6 +38,13 @@ _OUTCOME = {
 }
 
 
+def requester_label(requester: str) -> str:
+    """A Slack mention for a person; plain text for other requesters (`mcp:Claude Desktop`)."""
+    if re.fullmatch(r"[UW][A-Z0-9]+", requester):
+        return f"<@{requester}>"
+    return f"`{requester}`"
+
+
 def _when(ts: float) -> str:
     """A Slack date token that shows in each reader's own time zone."""
     fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
@@ -58,7 +66,7 @@ def request_blocks(
         t(
             "approval.requested_by",
             lang,
-            user=request.requester,
+            user=requester_label(request.requester),
             when=_when(request.expires_at),
             id=request.id,
         )
@@ -94,7 +102,7 @@ def decided_blocks(request: ApprovalRequest) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
     ]
     blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Requested by <@{request.requester}> · `{request.id}`"}]}
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Requested by {requester_label(request.requester)} · `{request.id}`"}]}
     )  # fmt: skip
     return blocks
 

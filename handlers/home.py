@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers.approvals import requester_label
 from handlers.deps import Deps
 
 CAPABILITIES = (
@@ -40,7 +41,7 @@ def home_view(
     ]
     if pending:
         lines = [
-            f"• `{r.id}` {r.summary} — {r.target} (asked by <@{r.requester}>"
+            f"• `{r.id}` {r.summary} — {r.target} (asked by {requester_label(r.requester)}"
             + (f" in <#{r.channel}>)" if r.channel else ")")
             for r in pending
         ]

@@ -12,25 +12,13 @@ from bot.core.errors import ResearchError
 from bot.core.orchestrator import RESEARCH_MISSING, Orchestrator
 from bot.core.research import DEEP, QUICK, Researcher
 from bot.core.tools import ToolContext, ToolRegistry, tool
-from bot.core.types import StepStatus
+from bot.core.types import QuietProgress
 from bot.registry import CommandContext, Registry, Subcommand
 from bot.services import Services
 from bot.settings import Settings
 from integrations.research import Research, research_from_settings
 
 USAGE = "research <question>"
-
-
-class _Quiet:
-    """Progress for research run as a tool: the agent already shows "Using web_research"."""
-
-    async def step(
-        self, step_id: str, title: str, status: StepStatus, *, detail: str | None = None
-    ) -> None:
-        return None
-
-    async def text(self, delta: str) -> None:
-        return None
 
 
 def attach(core: Orchestrator, settings: Settings, store: Any) -> Research | None:
@@ -57,7 +45,7 @@ def research_tools(core: Orchestrator) -> list:
             return RESEARCH_MISSING
         try:
             findings = await core.researcher.run(
-                question, _Quiet(), depth=QUICK if depth == QUICK else DEEP
+                question, QuietProgress(), depth=QUICK if depth == QUICK else DEEP
             )
         except ResearchError as exc:
             return f"Research failed: {exc}"

@@ -111,6 +111,19 @@ class Progress(Protocol):
         """More of the answer's text, in order."""
 
 
+class QuietProgress:
+    """A `Progress` that shows nothing: work run as a tool call (the agent already shows
+    "Using <tool>"), or a benchmark."""
+
+    async def step(
+        self, step_id: str, title: str, status: StepStatus, *, detail: str | None = None
+    ) -> None:
+        return None
+
+    async def text(self, delta: str) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     """One line of the request log: who asked where, how it was answered, what it cost."""

@@ -9,7 +9,8 @@
   getPermalink, chat.startStream/appendStream/stopStream (text, task_update, plan_update and
   blocks chunks accumulate on the stored message), reactions.add/remove,
   views.publish/open/push/update, assistant.threads.setStatus/setSuggestedPrompts/setTitle,
-  files.getUploadURLExternal (+ the upload URL itself)/completeUploadExternal/info.
+  files.getUploadURLExternal (+ the upload URL itself)/completeUploadExternal/info,
+  users.conversations, search.messages (user token only, searching as ``search_user``).
   Anything else answers ``unknown_method``. Every request is kept in ``calls``.
 * Socket Mode: ``apps.connections.open`` hands out ``ws://.../link/?ticket=...``; the socket
   gets a ``hello``, then whatever ``push_event`` / ``push_slash_command`` / ``push_interactive``
@@ -40,6 +41,7 @@ from tests.fakes.slack_state import JSON_ARGS, ApiError, Call, SlackState
 __all__ = ["Call", "FakeSlack"]
 
 APP_TOKEN_METHODS = {"apps.connections.open"}
+USER_TOKEN_METHODS = {"search.messages"}  # user-token only (xoxp-), as in Slack
 
 
 @dataclass(eq=False)
@@ -98,6 +100,7 @@ class FakeSlack(SlackState):
         seconds, up to 3 times, with ``retry_attempt``+1 and ``retry_reason="timeout"``."""
         super().__init__(team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, app_id=app_id)
         self.bot_token, self.app_token = bot_token, app_token
+        self.user_token = "xoxp-test-user-token"  # SLACK_USER_TOKEN; its owner is `search_user`
         self.strict_stream_mode = strict_stream_mode
         self.redeliver_after = redeliver_after
         self.port = 0
@@ -264,13 +267,15 @@ class FakeSlack(SlackState):
     # ------------------------------------------------------------------ Web API
     def _auth_error(self, method: str, token: str | None) -> str | None:
         wanted = self.app_token if method in APP_TOKEN_METHODS else self.bot_token
+        if method in USER_TOKEN_METHODS:
+            wanted = self.user_token
         if not token:
             return "not_authed"
         if token == wanted:
             return None
         return (
             "not_allowed_token_type"
-            if token in (self.app_token, self.bot_token)
+            if token in (self.app_token, self.bot_token, self.user_token)
             else "invalid_auth"
         )
 

@@ -10,6 +10,7 @@ becomes ``{"ok": false, "error": "code"}``. Everything runs on one event loop, s
 from __future__ import annotations
 
 import base64
+import calendar
 import copy
 import json
 import time
@@ -30,6 +31,7 @@ PRIVATE_KEYS = {"streaming", "stream_mode", "stopped_by_user", "tasks", "plan_ti
 PRIVATE_KEYS |= {"recipient_user_id", "recipient_team_id", "task_display_mode"}
 VERIFICATION_TOKEN = "fake-verification-token"
 STORED_EVENT_SUBTYPES = {None, "thread_broadcast", "file_share", "bot_message", "me_message"}
+SEARCH_CHANNEL_KEYS = ("id", "is_channel", "is_group", "is_im", "is_mpim", "is_private")
 
 
 @dataclass
@@ -114,6 +116,7 @@ class SlackState:
         self.uploads: dict[str, bytes] = {}  # file id -> bytes POSTed to its upload_url
         self.assistant_threads: dict[tuple[str, str], dict] = {}  # (channel, thread_ts) -> state
         self._response_targets: dict[str, str] = {}  # envelope_id -> channel of its response_url
+        self.search_user = "U0ADMIN"  # the user token's owner: search.messages sees as them
 
     # ------------------------------------------------------------------ helpers for tests
     def new_ts(self) -> str:
@@ -419,6 +422,89 @@ class SlackState:
     def m_conversations_members(self, a: dict) -> dict:
         members = self._members(self._channel_arg(a))
         return {"members": members, "response_metadata": {"next_cursor": ""}}
+
+    def _conversation_ids(self) -> list[str]:
+        """Every conversation the fake knows of (described with set_channel, or holding messages)."""
+        return sorted(set(self._channel_info) | set(self._channels))
+
+    def m_users_conversations(self, a: dict) -> dict:
+        """Channels ``user`` (default: the bot) is in; a private one only when the bot is in it too
+        (a bot token sees no other private channels). ``types`` filters, archived ones may be left out."""
+        user = a.get("user") or self.bot_user_id
+        kinds = set((a.get("types") or "public_channel").split(","))
+        out = []
+        for cid in self._conversation_ids():
+            info = self.channel_object(cid)
+            kind = "private_channel" if info.get("is_private") else "public_channel"
+            if info.get("is_im") or info.get("is_mpim"):
+                kind = "im" if info.get("is_im") else "mpim"
+            members = self._members(cid)
+            if kind not in kinds or user not in members:
+                continue
+            if kind != "public_channel" and self.bot_user_id not in members:
+                continue
+            if truthy(a.get("exclude_archived")) and info.get("is_archived"):
+                continue
+            out.append(info)
+        return {"channels": out, "response_metadata": {"next_cursor": ""}}
+
+    def _search_match(self, cid: str, info: dict, msg: dict) -> dict:
+        channel = {k: info.get(k, False) for k in SEARCH_CHANNEL_KEYS}
+        channel.update(name=info.get("name") or info.get("user"), pending_shared=[])
+        link = self.m_chat_getPermalink({"channel": cid, "message_ts": msg["ts"]})["permalink"]
+        return {
+            "iid": str(uuid.uuid4()),
+            "team": self.team_id,
+            "score": 0,
+            "channel": {**channel, "is_shared": False, "is_pending_ext_shared": False},
+            "type": "message",
+            "user": msg.get("user"),
+            "username": (msg.get("user") or "").lower(),
+            "ts": msg["ts"],
+            "text": msg.get("text") or "",
+            "permalink": link,
+        }
+
+    def m_search_messages(self, a: dict) -> dict:
+        """Messages containing the query's words (``"quoted phrase"`` kept together), as
+        ``search_user`` may see them: every public channel, and private channels and DMs they are
+        in. ``after:YYYY-MM-DD`` is honoured (other modifiers ignored); sort=timestamp: newest first."""
+        query = a.get("query") or ""
+        after = next((w[6:] for w in query.split() if w.startswith("after:")), None)
+        text = " ".join(w for w in query.split() if ":" not in w or w.startswith('"'))
+        phrase = text.strip().strip('"').lower()
+        oldest = calendar.timegm(time.strptime(after, "%Y-%m-%d")) + 86400 if after else 0
+        matches = []
+        for cid in self._conversation_ids():
+            info = self.channel_object(cid)
+            public = not info.get("is_private")
+            if not public and self.search_user not in self._members(cid):
+                continue
+            for msg in self._channels.get(cid, {}).values():
+                if phrase in (msg.get("text") or "").lower() and float(msg["ts"]) >= oldest:
+                    matches.append(self._search_match(cid, info, msg))
+        if a.get("sort") == "timestamp":
+            matches.sort(key=lambda m: ts_key(m["ts"]), reverse=a.get("sort_dir") != "asc")
+        count = int(a.get("count") or 20)
+        page = int(a.get("page") or 1)
+        shown = matches[(page - 1) * count : page * count]
+        pages = max(1, -(-len(matches) // count))
+        return {
+            "query": query,
+            "messages": {
+                "total": len(matches),
+                "matches": shown,
+                "pagination": {
+                    "total_count": len(matches),
+                    "page": page,
+                    "per_page": count,
+                    "page_count": pages,
+                    "first": (page - 1) * count + 1,
+                    "last": (page - 1) * count + len(shown),
+                },
+                "paging": {"count": count, "total": len(matches), "page": page, "pages": pages},
+            },
+        }
 
     def m_conversations_open(self, a: dict) -> dict:
         if a.get("channel"):
