@@ -78,15 +78,14 @@ async def _ask(settings, text: str, route: str | None) -> int:
     import getpass
 
     from bot.app import build_core
+    from bot.capabilities import install_headless
     from bot.core.routing import ROUTES
     from bot.core.types import Request
     from bot.redact import redact
-    from bot.registry import Registry
     from bot.services import Services
     from bot.store import Store
     from bot.terminal import TerminalProgress
     from handlers.render import footer_for
-    from integrations import business_capability, research_capability
 
     if route and route not in ROUTES:
         _fail(f"Unknown route {route!r}; choose one of {', '.join(ROUTES)}.")
@@ -95,11 +94,10 @@ async def _ask(settings, text: str, route: str | None) -> int:
     services = None
     try:
         core = build_core(settings, store)
-        # The read-only capabilities the terminal can use: research ("research …") and account
-        # briefs (the model's account_brief tool). Actions need Slack's Approve button.
+        # What works without Slack: research ("research …"), account briefs, GitHub and Lambda
+        # read tools. Actions can only be requested in Slack, where an approver can press Approve.
         services = Services(core=core, store=store, settings=settings)
-        research_capability.install(Registry(), core.tools, services)
-        business_capability.install(Registry(), core.tools, services)
+        install_headless(services)
         progress = TerminalProgress()
         request = Request(user=f"cli:{getpass.getuser()}", text=text, source="cli", route=route)
         reply = await core.handle(request, progress)

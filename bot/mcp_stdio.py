@@ -8,29 +8,21 @@ and serves the same catalogue as `/mcp` (bot/mcp_server.py), limited to `--tools
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
 from bot.app import DataDirLock, build_core
+from bot.capabilities import install_headless
 from bot.core.approvals import Approvals
 from bot.core.errors import ConfigError
 from bot.mcp_server import GROUPS, Catalogue, build_server, group_of, slack_poster
 from bot.redact import redact
-from bot.registry import Registry
 from bot.services import Services
 from bot.settings import Settings
 
 log = logging.getLogger("sophia.mcp_stdio")
-
-# Capabilities installed when this process opens the data dir itself. Each module has
-# `install(registry, tools, services)`; keep in step with bot/app.py's capability block.
-HEADLESS_CAPABILITIES = (
-    "integrations.github_capability", "integrations.research_capability",
-    "integrations.lambda_capability", "integrations.business_capability",
-)  # fmt: skip
 
 
 def parse_groups(text: str | None) -> list[str]:
@@ -204,11 +196,7 @@ async def _headless(settings: Settings, groups: Sequence[str]) -> int:
         services = Services(
             core=core, approvals=approvals, github=github, store=store, settings=settings
         )
-        for module in HEADLESS_CAPABILITIES:
-            try:
-                importlib.import_module(module).install(Registry(), core.tools, services)
-            except Exception:  # one capability failing must not take the others down
-                log.exception("capability not available over MCP", extra={"module": module})
+        install_headless(services)
         if "memory" in groups:
             memory = await _open_memory(settings)
             services.memory = memory

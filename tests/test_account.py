@@ -19,7 +19,7 @@ from bot.core.approvals import ApprovalState
 from bot.core.ports import SearchHit, SearchResults
 from integrations.asana import Asana
 from integrations.gong import Gong
-from tests.conftest import make_settings
+from tests.conftest import answer_requests, make_settings
 from tests.fakes.asana import FakeAsana
 from tests.fakes.gong import FakeGong
 from tests.fakes.hubspot import FakeHubSpot
@@ -435,3 +435,25 @@ async def test_hubspot_record_links_use_the_portal_setting_or_ask_once(hubspot):
         [acme] = await looked_up.find_companies("acme.com")
     assert acme.url == f"https://app.hubspot.com/contacts/4242/record/0-2/{hubspot.acme}"
     assert len(hubspot.calls("GET", r"/account-info/v3/details")) == 1
+
+
+async def test_sophia_ask_uses_the_account_brief_tool_in_the_terminal(
+    tmp_path, slack, llm, hubspot
+):
+    from tests.test_cli import fake_env, run
+
+    llm.script(
+        ToolCalls([("account_brief", {"company": "Acme Corp"})]),
+        Text("Acme Corp: renewal in negotiation."),
+    )
+    env = fake_env(
+        tmp_path, slack, llm, HUBSPOT_ACCESS_TOKEN=hubspot.token, HUBSPOT_API_URL=hubspot.base_url
+    )
+    code, out, err = await run(
+        ["ask", "what's", "going", "on", "with", "Acme", "Corp?"], env, tmp_path
+    )
+    assert code == 0, out + err
+    assert "renewal in negotiation" in out
+    tool_result = [m for m in answer_requests(llm)[-1]["messages"] if m["role"] == "tool"][-1]
+    assert "app.hubspot.com" in tool_result["content"]  # the CRM records, with their links
+    assert hubspot.requests  # the terminal read HubSpot through the same capability
