@@ -14,25 +14,30 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hubspot import HubSpot as HubSpotClient
-from hubspot.crm.objects import (
-    AssociationSpec,
-    BatchReadInputSimplePublicObjectId,
-    Filter,
-    FilterGroup,
-    PublicAssociationsForObject,
-    PublicObjectId,
-    PublicObjectSearchRequest,
-    SimplePublicObjectId,
-    SimplePublicObjectInput,
-    SimplePublicObjectInputForCreate,
-)
+if TYPE_CHECKING:
+    from hubspot.crm.objects import PublicObjectSearchRequest
 
 from bot.core.account import Asker, Company, Found, Record, SourceError
 
 log = logging.getLogger("sophia.hubspot")
+
+
+def _sdk() -> Any:
+    """hubspot-api-client's CRM models, imported on first use: the SDK is ~50 modules and
+    most Sophias never talk to HubSpot."""
+    from hubspot.crm import objects
+
+    return objects
+
+
+def _client_class() -> Any:
+    from hubspot import HubSpot as HubSpotClient
+
+    return HubSpotClient
+
+
 T = TypeVar("T")
 
 TIMEOUT_S = 20.0
@@ -93,7 +98,7 @@ class HubSpot:
         self._host = base_url.rstrip("/")
         self._portal = portal_id
         self._ui = "app.hubspot.com"
-        self._client = HubSpotClient(access_token=token, host=self._host) if token else None
+        self._client = _client_class()(access_token=token, host=self._host) if token else None
         self._apis: dict[str, Any] = {}
         self._cache: dict[str, tuple[float, Any]] = {}
 
@@ -151,8 +156,8 @@ class HubSpot:
     def _read(self, object_type: str, ids: list[str], properties: list[str]) -> list[dict]:
         if not ids:
             return []
-        body = BatchReadInputSimplePublicObjectId(
-            inputs=[SimplePublicObjectId(id=i) for i in ids[:100]], properties=properties,
+        body = _sdk().BatchReadInputSimplePublicObjectId(
+            inputs=[_sdk().SimplePublicObjectId(id=i) for i in ids[:100]], properties=properties,
             properties_with_history=[],
         )  # fmt: skip
         page = self._api("batch").read(
@@ -211,14 +216,16 @@ class HubSpot:
         def search() -> list[Company]:
             domain = _DOMAIN.match(query.strip())
             if domain:
-                exact = Filter(property_name="domain", operator="EQ", value=domain.group(1).lower())
-                request = PublicObjectSearchRequest(
-                    filter_groups=[FilterGroup(filters=[exact])],
+                exact = _sdk().Filter(
+                    property_name="domain", operator="EQ", value=domain.group(1).lower()
+                )
+                request = _sdk().PublicObjectSearchRequest(
+                    filter_groups=[_sdk().FilterGroup(filters=[exact])],
                     properties=COMPANY_PROPS,
                     limit=limit,
                 )
             else:
-                request = PublicObjectSearchRequest(
+                request = _sdk().PublicObjectSearchRequest(
                     query=query, properties=COMPANY_PROPS, limit=limit
                 )
             return [self._company(row) for row in self._search("companies", request)]
@@ -344,7 +351,7 @@ class HubSpot:
             if query.strip().isdigit():
                 row = self._api("basic").get_by_id("deals", query.strip(), properties=DEAL_PROPS)
                 return [row.to_dict()]
-            request = PublicObjectSearchRequest(query=query, properties=DEAL_PROPS, limit=5)
+            request = _sdk().PublicObjectSearchRequest(query=query, properties=DEAL_PROPS, limit=5)
             return self._search("deals", request)
 
         rows = await self._run(find)
@@ -386,7 +393,7 @@ class HubSpot:
         """Set a deal's stage."""
 
         def update() -> None:
-            body = SimplePublicObjectInput(properties={"dealstage": stage_id})
+            body = _sdk().SimplePublicObjectInput(properties={"dealstage": stage_id})
             self._api("basic").update("deals", deal_id, body, _request_timeout=TIMEOUT_S)
 
         await self._run(update)
@@ -409,15 +416,17 @@ class HubSpot:
                     "hs_timestamp": _now_iso(),
                 }
                 type_id, object_type = NOTE_TO[to_type], "notes"
-            link = PublicAssociationsForObject(
-                to=PublicObjectId(id=to_id),
+            link = _sdk().PublicAssociationsForObject(
+                to=_sdk().PublicObjectId(id=to_id),
                 types=[
-                    AssociationSpec(
+                    _sdk().AssociationSpec(
                         association_category="HUBSPOT_DEFINED", association_type_id=type_id
                     )
                 ],
             )
-            body = SimplePublicObjectInputForCreate(properties=properties, associations=[link])
+            body = _sdk().SimplePublicObjectInputForCreate(
+                properties=properties, associations=[link]
+            )
             return str(self._api("basic").create(object_type, body, _request_timeout=TIMEOUT_S).id)
 
         return await self._run(create)

@@ -12,14 +12,17 @@ instance is remembered by the caller and any later connection presenting another
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncssh
+
 import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import asyncssh
 
 from bot.redact import redact
 from integrations.lambda_labs import LambdaError
@@ -110,6 +113,8 @@ async def run_streaming(
     timeout_s: float = 3600.0,
 ) -> RunResult:
     """Connect, check the host key, run `command` (stderr merged into stdout) and stream its tail."""
+    import asyncssh  # 60-odd modules, loaded only when a command is run
+
     tail = _Tail(report, tail_lines=tail_lines, flush_lines=flush_lines, max_updates=max_updates)
     try:
         conn = await asyncssh.connect(
@@ -139,6 +144,8 @@ async def _run(
     conn: asyncssh.SSHClientConnection, host: str, command: str, tail: _Tail,
     known_host_key: str | None, flush_every_s: float, timeout_s: float,
 ) -> RunResult:  # fmt: skip
+    import asyncssh
+
     timed_out = False
     async with conn:
         host_key = conn.get_server_host_key()
@@ -180,6 +187,8 @@ async def _tick(tail: _Tail, every_s: float) -> None:
 
 
 def _reason(exc: BaseException) -> str:
+    import asyncssh
+
     if isinstance(exc, asyncssh.PermissionDenied):
         return "the key in LAMBDA_SSH_KEY_PATH was refused"
     if isinstance(exc, asyncssh.Error):

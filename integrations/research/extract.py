@@ -10,7 +10,6 @@ import re
 
 import lxml.etree
 import lxml.html
-import trafilatura
 from pypdf import PdfReader
 
 from bot.core.errors import FetchError
@@ -45,6 +44,8 @@ def is_challenge(body: bytes) -> bool:
 
     Only short pages count: an article *about* captchas is long and still worth reading.
     """
+    import trafilatura  # loaded when a page is first read, not at start-up
+
     head = body[:300_000].decode("utf-8", "replace")
     if not _CHALLENGE.search(head):
         return False
@@ -63,6 +64,8 @@ def extract(body: bytes, content_type: str | None, url: str) -> tuple[str, str]:
 
 
 def _html(body: bytes, url: str) -> tuple[str, str]:
+    import trafilatura
+
     # Metadata extraction (dates, authors) costs ~5× the text itself; only the title is needed.
     doc = trafilatura.bare_extraction(
         body, url=url, with_metadata=False, include_comments=False, include_tables=True
