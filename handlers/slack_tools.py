@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.tools import Tool, ToolContext, tool
 from handlers.history import thread_turns
+
+
+# The schema is built once (about 1 ms of pydantic work); each request binds its own thread.
+@tool(name="slack_thread_history")
+async def _thread_history(ctx: ToolContext, limit: int = 100) -> str:
+    """Read the messages of the current Slack thread, oldest first, with their authors.
+
+    Args:
+        limit: How many of the latest messages to return (at most 200).
+    """
+    raise RuntimeError("bound to a thread by thread_history_tool()")
 
 
 def thread_history_tool(
@@ -19,13 +32,7 @@ def thread_history_tool(
 ) -> Tool:
     """`slack_thread_history`: the whole current thread, for when the prompt's history was trimmed."""
 
-    @tool(name="slack_thread_history")
-    async def slack_thread_history(ctx: ToolContext, limit: int = 100) -> str:
-        """Read the messages of the current Slack thread, oldest first, with their authors.
-
-        Args:
-            limit: How many of the latest messages to return (at most 200).
-        """
+    async def read(ctx: ToolContext, limit: int = 100) -> str:
         try:
             turns = await thread_turns(
                 client, channel=channel, thread_ts=thread_ts, skip_ts=set(),
@@ -41,4 +48,4 @@ def thread_history_tool(
             lines.append(f"{who}{' (app)' if turn.from_other_bot else ''}: {turn.text}")
         return "\n".join(lines) or "The thread has no earlier messages."
 
-    return slack_thread_history
+    return dataclasses.replace(_thread_history, run=read)

@@ -10,7 +10,6 @@ import re
 
 import lxml.etree
 import lxml.html
-from pypdf import PdfReader
 
 from bot.core.errors import FetchError
 
@@ -94,6 +93,8 @@ def _title(body: bytes) -> str:
 
 
 def _pdf(body: bytes) -> tuple[str, str]:
+    from pypdf import PdfReader  # ~90 ms to import; only PDFs need it
+
     try:
         reader = PdfReader(io.BytesIO(body))
         pages = [page.extract_text() or "" for page in reader.pages]
