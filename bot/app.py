@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -441,6 +442,16 @@ class Sophia:
             self._lock.release()
         log.info("stopped")
 
+    async def _freeze_heap(self) -> None:
+        """Once litellm and the memory store are loaded, move their objects out of the cyclic
+        GC's reach: a full collection over that heap paused the event loop for hundreds of ms,
+        and acks waited behind it."""
+        await self.memory_ready.wait()
+        if self._warm:
+            await asyncio.shield(self._warm)
+        gc.collect()
+        gc.freeze()
+
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down cleanly."""
         # Background threads (memory, litellm) hold the GIL for up to the switch interval
@@ -451,8 +462,10 @@ class Sophia:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         await self.start()
+        settle = asyncio.create_task(self._freeze_heap())
         try:
             await stopping.wait()
             log.info("shutting down")
         finally:
+            settle.cancel()
             await self.stop()
