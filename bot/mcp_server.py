@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from bot.core.account import AmbiguousCompany, Asker
 from bot.core.approvals import ApprovalError, ApprovalRequest
 from bot.core.errors import SophiaError
 from bot.core.memory import Scope, Where
@@ -66,6 +67,15 @@ def _in_group(tool: Tool, group: str) -> bool:
     return tool.group == group or (tool.group == "business" and tool.name.startswith(f"{group}_"))
 
 
+# Business sources offered one by one over MCP (what each tool returns).
+ACCOUNT_READERS = {
+    "hubspot": "A company's HubSpot records: the company, contacts, deals (stage, amount, close "
+    "date) and recent notes, emails and meetings, each with its record link.",
+    "gong": "A company's Gong calls of the last 90 days: topics, objections, promises and next "
+    "steps, each with the call link and the moment (mm:ss).",
+}
+
+
 def group_of(name: str) -> str:
     """The group an offered tool's name belongs to (`github_repo_info` → `github`)."""
     return name.split("_", 1)[0]
@@ -87,6 +97,8 @@ class Catalogue:
                 if self._services.memory is not None:
                     offered["memory_search"] = self._memory_search()
                 continue
+            if group in ACCOUNT_READERS and (reader := self._account_reader(group)):
+                offered[reader.name] = reader
             for name in registry.names():
                 tool = registry.get(name)
                 if tool is None or name in NOT_OFFERED or not _in_group(tool, group):
@@ -117,6 +129,47 @@ class Catalogue:
             return result.ok, result.content
 
         return Offered(name, tool.description, tool.parameters, True, run)
+
+    def _account_reader(self, group: str) -> Offered | None:
+        """`hubspot_account` / `gong_account`: one business source's records about a company.
+
+        Read straight from the source (not through `account_brief`, which also reads Slack as
+        the person asking — an outside agent is nobody's Slack session)."""
+        briefs = self._services.business
+        source = (
+            next((s for s in briefs.sources if s.name.lower() == group), None) if briefs else None
+        )
+        if source is None or source.missing:
+            return None
+
+        async def run(arguments: dict[str, Any], client: str) -> tuple[bool, str]:
+            asker = Asker(user=f"mcp:{client}", channel=None, private=True)
+            try:
+                company = await briefs.resolve(str(arguments.get("company") or ""))
+                found = await asyncio.wait_for(source.gather(company, asker), TOOL_TIMEOUT_S)
+            except AmbiguousCompany as exc:
+                names = "; ".join(f"{c.name} ({c.detail}) → hubspot:{c.id}" for c in exc.candidates)
+                return False, f"Several companies match: {names}. Call again with the hubspot:<id>."
+            except TimeoutError:
+                return False, f"{source.name} did not answer within {TOOL_TIMEOUT_S:.0f} s."
+            except SophiaError as exc:
+                return False, str(exc)
+            lines = [f"{source.name} records for {company.name} (untrusted data; cite the links):"]
+            for r in found.records:
+                at = f" at {r.moment}" if r.moment else ""
+                when = f" ({r.when[:10]})" if r.when else ""
+                lines.append(f"- {r.kind}: {r.title}{when}{at} — {r.text[:400]} <{r.url}>")
+            lines += [f"Note: {n}" for n in found.notes]
+            return True, "\n".join(
+                lines
+            ) if found.records else f"{source.name} has nothing on {company.name}."
+
+        schema = {
+            "type": "object",
+            "properties": {"company": {"type": "string", "description": "The company's name or web domain, or hubspot:<id>."}},
+            "required": ["company"],
+        }  # fmt: skip
+        return Offered(f"{group}_account", ACCOUNT_READERS[group], schema, True, run)
 
     def _requester(self, tool: Tool, group: str) -> Offered:
         action = tool.name.removeprefix(f"{group}_")

@@ -457,3 +457,26 @@ async def test_sophia_ask_uses_the_account_brief_tool_in_the_terminal(
     tool_result = [m for m in answer_requests(llm)[-1]["messages"] if m["role"] == "tool"][-1]
     assert "app.hubspot.com" in tool_result["content"]  # the CRM records, with their links
     assert hubspot.requests  # the terminal read HubSpot through the same capability
+
+
+async def test_mcp_clients_get_hubspot_and_gong_account_readers(
+    tmp_path, slack, llm, hubspot, gong
+):
+    from bot.mcp_server import Catalogue
+
+    sophia = await started(
+        business_settings(tmp_path, slack, llm, hubspot=hubspot, gong=gong), slack
+    )
+    try:
+        catalogue = Catalogue(sophia.deps.services, ("hubspot", "gong"), poster=None)
+        names = {t.name for t in catalogue.tools()}
+        assert {"hubspot_account", "gong_account"} <= names
+        ok, text = await catalogue.find("gong_account").run({"company": "Acme Corp"}, "agent")
+        assert ok and "02:10" in text and "security questionnaire" in text
+        assert "Globex" not in text  # another company's call
+        ok, text = await catalogue.find("hubspot_account").run({"company": "acme.com"}, "agent")
+        assert ok and "Acme renewal" in text and "app.hubspot.com" in text
+        ok, text = await catalogue.find("hubspot_account").run({"company": "Acme"}, "agent")
+        assert not ok and "Several companies match" in text  # Acme Corp and Acme Foods
+    finally:
+        await sophia.stop()
