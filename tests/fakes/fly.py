@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 APP = r"/v1/apps/(?P<app>[^/]+)"
 MACHINE = rf"{APP}/machines/(?P<id>[^/]+)"
 
@@ -103,23 +105,21 @@ def image_ref(image: str) -> dict[str, Any]:
     }
 
 
-class FakeFly:
+class FakeFly(LoopbackServer):
     token = "fo1_test-fly-token-0123456789abcdef"
 
     def __init__(self, *, token: str | None = None, check_delay_s: float = 0.05) -> None:
+        super().__init__()
         self.token = token or self.token
         self.check_delay_s = check_delay_s  # how long after a start checks read `warning`
         self.start_delay_s = 0.0  # how long an updated machine stays `replacing`
         self.apps: dict[str, FakeApp] = {}
         self.requests: list[Req] = []
-        self.errors: list[Exception] = []
-        self.base_url = ""
         self._failing: dict[str, tuple[str, set[str] | None]] = {}  # image → (output, which)
         self._never: set[str] = set()
         self._held: set[str] = set()
         self._ids = itertools.count(1)
         self._tick: asyncio.Event | None = None  # set (and replaced) on every machine change
-        self._runner: web.AppRunner | None = None
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[web.Response]]]] = [
             ("GET", re.compile(rf"{APP}$"), self._get_app),
             ("GET", re.compile(rf"{APP}/machines$"), self._list_machines),
@@ -136,29 +136,6 @@ class FakeFly:
             ("POST", re.compile(rf"{APP}/secrets/(?P<name>[^/]+)$"), self._set_secret),
             ("DELETE", re.compile(rf"{APP}/secrets/(?P<name>[^/]+)$"), self._delete_secret),
         ]
-
-    # -- lifecycle ------------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.errors:
-            raise RuntimeError("a FakeFly handler raised") from self.errors[0]
-
-    async def __aenter__(self) -> FakeFly:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- state for tests ------------------------------------------------------------------
     def add_app(self, name: str, *, org: str = "personal") -> FakeApp:

@@ -46,6 +46,7 @@ from tests.fakes.github_state import (
     invalid,
     not_found,
 )
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["ApiError", "FakeGitHub", "Req"]
 
@@ -107,45 +108,21 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
+    client_max_size = 64 * 1024**2  # git blobs up to GitHub's own limit
     token = "ghp_testtoken0123456789abcdef0123456789"
 
     def __init__(self, *, login: str = "sophia-bot", token: str | None = None) -> None:
+        super().__init__()
         self.token = token or self.token
         self.login = login  # the token's user: author of API commits, pulls, merges, statuses
         self.state = GitHubState(login)
         self.requests: list[Req] = []
-        self.errors: list[Exception] = []  # exceptions raised inside the fake's handlers
-        self.base_url = ""
         self.rate_limit = 5000
         self._used = 0
         self._reset = int(time.time()) + 3600
         self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
         self._routes = [(m, re.compile(p), h) for m, p, h in self._route_table()]
-
-    # -- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024**2)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.errors:
-            raise RuntimeError("a FakeGitHub handler raised") from self.errors[0]
-
-    async def __aenter__(self) -> FakeGitHub:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- state helpers for tests -----------------------------------------------------------
     @property

@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 REGIONS = {
     "us-east-1": "Virginia, USA",
     "us-west-1": "California, USA",
@@ -70,10 +72,12 @@ def _region(name: str) -> dict[str, str]:
     return {"name": name, "description": REGIONS.get(name, name)}
 
 
-class FakeLambda:
+class FakeLambda(LoopbackServer):
+    prefix = "/api/v1"  # LAMBDA_API_URL includes it
     api_key = "secret_sophia-test_0123456789abcdef"
 
     def __init__(self, *, api_key: str | None = None, boot_polls: int = 2) -> None:
+        super().__init__()
         self.api_key = api_key or self.api_key
         self.boot_polls = boot_polls
         self.instance_ip = "198.51.100.2"  # what active instances report as their IP
@@ -82,23 +86,6 @@ class FakeLambda:
         self.ssh_keys: list[dict[str, str]] = []
         self.instances: dict[str, FakeInstance] = {}
         self.requests: list[Req] = []
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    async def __aenter__(self) -> FakeLambda:
-        app = web.Application()
-        app.router.add_route("*", "/api/v1/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/api/v1"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # -- state -------------------------------------------------------------------------------
     def add_type(

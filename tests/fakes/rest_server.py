@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 
 @dataclass
 class Req:
@@ -42,28 +44,12 @@ class _Failure:
 Handler = Callable[..., tuple]
 
 
-class RestServer:
+class RestServer(LoopbackServer):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Req] = []
-        self.errors: list[Exception] = []  # exceptions raised inside handlers (a test bug)
-        self.base_url = ""
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._failures: list[_Failure] = []
-        self._runner: web.AppRunner | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-    async def __aenter__(self):
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # -- for subclasses and tests ----------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -105,7 +91,7 @@ class RestServer:
                 return rule
         return None
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _dispatch(self, request: web.Request) -> web.Response:
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None

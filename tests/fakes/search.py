@@ -39,6 +39,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes.loopback import LoopbackServer
+
 PROVIDERS = ("serper", "brave", "tavily", "exa", "serpapi")
 UNBLOCKERS = ("brightdata", "zenrows")
 
@@ -137,10 +139,11 @@ def make_pdf(text: str, title: str = "") -> bytes:
     return bytes(out)
 
 
-class FakeSearch:
+class FakeSearch(LoopbackServer):
     """Five search providers, two unblockers and a small web, on 127.0.0.1."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.keys = _Keys()
         self.brightdata_zone = "web_unlocker1"
         self.results: list[dict[str, Any]] = list(DEFAULT_RESULTS)
@@ -149,32 +152,6 @@ class FakeSearch:
         }
         self.pages: dict[str, Page] = {}
         self.calls: list[Req] = []
-        self.errors: list[Exception] = []
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self.errors:
-            raise RuntimeError("a FakeSearch handler raised") from self.errors[0]
-
-    async def __aenter__(self) -> FakeSearch:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- configuration for tests -----------------------------------------------------------
     def url(self, service: str) -> str:
