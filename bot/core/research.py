@@ -16,9 +16,11 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.core.errors import FetchError, ModelError, ResearchError
 from bot.core.ports import ModelClient, SearchHit, TextDelta, WebResearch
@@ -203,11 +205,8 @@ class Researcher:
         outcomes = await asyncio.gather(
             *(self.web.search(q) for q in queries), return_exceptions=True
         )
-        hits: list[SearchHit] = []
-        seen: set[str] = set()
         providers: list[str] = []
         errors: list[str] = []
-        # Round-robin across queries so every angle gets its best results read first.
         lists = []
         for outcome in outcomes:
             if isinstance(outcome, ResearchError):
@@ -218,11 +217,8 @@ class Researcher:
             lists.append(outcome.hits)
             if outcome.provider and outcome.provider not in providers:
                 providers.append(outcome.provider)
-        for rank in range(max((len(x) for x in lists), default=0)):
-            for found in lists:
-                if rank < len(found) and (key := _key(found[rank].url)) not in seen:
-                    seen.add(key)
-                    hits.append(found[rank])
+        # Round-robin across queries so every angle gets its best results read first.
+        hits = dedupe(hit for rank in zip_longest(*lists) for hit in rank if hit is not None)
         if not hits:
             await progress.step(
                 "search",
@@ -341,6 +337,43 @@ class Researcher:
                 usage.completion_tokens += event.usage.completion_tokens
                 usage.cost_usd += event.usage.cost_usd
         return "".join(parts)
+
+
+# Click-tracking parameters that never change what a page says.
+_TRACKING = {"gclid", "fbclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonical_url(url: str) -> str:
+    """`https://WWW.Example.com/a/?utm_source=x#top` → `https://example.com/a`."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".").removeprefix("www.")
+    if port and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith("utm_") and k.lower() not in _TRACKING
+    ]
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, host, path, urlencode(query), ""))
+
+
+def dedupe(hits: Iterable[SearchHit]) -> list[SearchHit]:
+    """Keep the first hit for each canonical URL, in order."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        key = canonical_url(hit.url)
+        if key not in seen:
+            seen.add(key)
+            kept.append(hit)
+    return kept
 
 
 # -- text helpers (pure, tested directly) ----------------------------------------------------

@@ -27,6 +27,7 @@ import aiohttp
 
 from bot.core.errors import ResearchError
 from bot.core.ports import SearchHit, SearchResults, WebPage
+from bot.core.research import canonical_url, dedupe
 from bot.registry import CheckResult, DoctorCheck, Registry
 from bot.settings import Settings
 from integrations.research.fetch import PageFetcher
@@ -38,7 +39,6 @@ from integrations.research.providers import (
     ProviderFailed,
     configured,
 )
-from integrations.research.urls import canonical_url, dedupe
 
 __all__ = ["Research", "canonical_url", "dedupe", "register_checks", "research_from_settings"]
 
@@ -134,16 +134,8 @@ class Research:
                     tried.append((name, "no key"))
                     failures.append(f"{provider.label} {_explain(provider, 'no key', 0)}")
                 continue
-            try:
-                async with asyncio.timeout(self.provider_timeout_s):
-                    hits = await provider.search(session, query, limit)
-            except ProviderFailed as exc:
-                outcome = exc.outcome
-            except TimeoutError:
-                outcome = "timed out"
-            except aiohttp.ClientError:
-                outcome = "unreachable"
-            else:
+            hits, outcome = await attempt(provider, session, query, limit, self.provider_timeout_s)
+            if hits is not None:
                 tried.append((name, "ok"))
                 hits = dedupe(hits)[:limit]
                 await self._cache_put(
@@ -224,20 +216,27 @@ def research_from_settings(settings: Settings, store: Any = None) -> Research | 
     return research if research.providers else None
 
 
+async def attempt(
+    provider: Provider, session: aiohttp.ClientSession, query: str, limit: int, timeout_s: float
+) -> tuple[list[SearchHit] | None, str]:
+    """One provider, once: (hits, "ok"), or (None, what went wrong in a few words)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await provider.search(session, query, limit), "ok"
+    except ProviderFailed as exc:
+        return None, exc.outcome
+    except TimeoutError:
+        return None, "timed out"
+    except aiohttp.ClientError:
+        return None, "unreachable"
+
+
 # -- sophia doctor --------------------------------------------------------------------------
 def _check_for(name: str) -> Callable[[Settings, aiohttp.ClientSession], Awaitable[CheckResult]]:
     async def run(settings: Settings, session: aiohttp.ClientSession) -> CheckResult:
         provider = configured(settings)[name]
-        try:
-            async with asyncio.timeout(15):
-                hits = await provider.search(session, "Sophia web research check", 1)
-        except ProviderFailed as exc:
-            outcome = exc.outcome
-        except TimeoutError:
-            outcome = "timed out"
-        except aiohttp.ClientError:
-            outcome = "unreachable"
-        else:
+        hits, outcome = await attempt(provider, session, "Sophia web research check", 1, 15)
+        if hits is not None:
             return CheckResult(True, f"answered from {provider.base_url} ({len(hits)} result)")
         return CheckResult(
             False,
