@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     result TEXT
 );
 CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state);
+CREATE INDEX IF NOT EXISTS approvals_by_requester ON approvals (requester, created_at);
 CREATE TABLE IF NOT EXISTS code_files (
     repo TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -334,6 +335,11 @@ class Store:
         marks = ", ".join("?" for _ in states)
         sql = f"SELECT * FROM approvals WHERE state IN ({marks}) ORDER BY created_at"
         return [row_to_request(r) for r in await self._select(sql, tuple(s.value for s in states))]
+
+    async def approvals_by(self, requester: str, limit: int) -> list[ApprovalRequest]:
+        """One person's requests, newest first."""
+        sql = "SELECT * FROM approvals WHERE requester = ? ORDER BY created_at DESC LIMIT ?"
+        return [row_to_request(r) for r in await self._select(sql, (requester, limit))]
 
     async def audit(self, *, approval_id: str, user: str, action: str, outcome: str) -> None:
         """Append to the audit log: every click, accepted or refused, and every execution."""

@@ -135,6 +135,7 @@ class ApprovalStore(Protocol):
         self, approval_id: str, frm: ApprovalState, to: ApprovalState, **fields: Any
     ) -> bool: ...
     async def approvals_in(self, states: set[ApprovalState]) -> list[ApprovalRequest]: ...
+    async def approvals_by(self, requester: str, limit: int) -> list[ApprovalRequest]: ...
     async def audit(self, *, approval_id: str, user: str, action: str, outcome: str) -> None: ...
     async def audit_log(self, limit: int) -> list[dict[str, Any]]: ...
 
@@ -351,10 +352,7 @@ class Approvals:
 
     async def requested_by(self, user: str, *, limit: int = 10) -> list[ApprovalRequest]:
         """This person's latest requests, newest first, whatever became of them."""
-        mine = [
-            r for r in await self._store.approvals_in(set(ApprovalState)) if r.requester == user
-        ]
-        return sorted(mine, key=lambda r: r.created_at, reverse=True)[:limit]
+        return await self._store.approvals_by(user, limit)
 
     async def audit_log(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest audit entries, newest first."""
